@@ -1,0 +1,147 @@
+#pragma once
+// Hazard pointers (Maged M. Michael, "Hazard Pointers: Safe Memory Reclamation for Lock-Free
+// Objects", IEEE TPDS 15(6), 2004).
+//
+// When to use: a lock-free structure unlinks an object that other threads may still be reading.
+// The unlinking thread `retire`s it; it is reclaimed once no thread's hazard pointer names it.
+// tidepool protects whole queue segments this way, never individual tasks, and never on a
+// worker's deque fast path.
+//
+// Design:
+//   * A domain owns a list of records, one per thread that uses it. A record holds
+//     `slots_per_record` hazard pointers and that thread's list of retired objects. Records are
+//     never freed before the domain: a thread that exits marks its record inactive and the next
+//     thread to arrive reuses it. So H = records × slots_per_record never exceeds what the
+//     threads alive at once need.
+//   * `retire` appends to the calling thread's list; when the list reaches R = 2·H the thread
+//     first adopts the lists that exited threads left in inactive records, then scans: every
+//     object no hazard pointer names is reclaimed. At most H survive a scan, so each scan frees at
+//     least R − H = H objects (amortised O(1) per retire), and no list ever holds more than R.
+//   * Bound: at most records × R objects are retired but unreclaimed at any time, whatever the
+//     other threads do — a thread that stalls while holding a hazard pointer keeps at most that
+//     one object (and its own list) alive. Epoch-based schemes have no such bound.
+//
+// Ordering, in one place (each line names the operation it synchronises with):
+//   protect:  load src, publish hazard, seq_cst fence, reload src. If the reload still sees the
+//             object, the object was not yet unlinked when the hazard became visible, so any
+//             scan that starts after the unlink sees the hazard (its own seq_cst fence orders its
+//             reads of hazards after the unlink).
+//   clear:    release store of null: everything the reader did with the object happens-before a
+//             scan that reads the null with acquire and then reclaims the object.
+//   scan:     seq_cst fence, then acquire loads of every hazard.
+//
+// Threads and domains may come and go in any order, with one rule: a domain must outlive every
+// operation on it (its destructor reclaims everything it still holds).
+
+#include <atomic>   // for std::atomic, std::atomic_thread_fence
+#include <cstddef>  // for std::size_t
+#include <cstdint>  // for std::uint64_t
+#include <vector>   // for std::vector
+
+#include "tidepool/detail/cache_line.hpp"
+
+namespace tidepool::detail {
+
+class hazard_domain {
+ public:
+  // Two per thread: one structure operation needs one; the second leaves room for an operation
+  // that holds two segments at once. Kept small because the bound grows with its square.
+  static constexpr std::size_t slots_per_record = 2;
+
+  using reclaim_fn = void (*)(void* object) noexcept;
+
+  hazard_domain();
+  // Reclaims every retired object. No thread may be using the domain any more.
+  ~hazard_domain();
+  hazard_domain(const hazard_domain&) = delete;
+  hazard_domain& operator=(const hazard_domain&) = delete;
+
+  // One hazard pointer of the calling thread, held for the holder's lifetime. Cheap to create:
+  // after a thread's first use of a domain it is a thread-local lookup and a bit flip.
+  class holder {
+   public:
+    explicit holder(hazard_domain& domain);
+    ~holder();
+    holder(const holder&) = delete;
+    holder& operator=(const holder&) = delete;
+
+    // Returns the value of `source`, guaranteed not to be reclaimed until this holder protects
+    // something else, is reset, or is destroyed. The object must be retired only after it is
+    // unreachable from `source` (the usual hazard-pointer precondition).
+    template <class T>
+    [[nodiscard]] T* protect(const std::atomic<T*>& source) noexcept {
+      T* seen = source.load(std::memory_order_acquire);
+      for (;;) {
+        // release: if this replaces an earlier hazard, our reads of that earlier object happen
+        // before a scan that sees the new value and reclaims the old object.
+        hazard_->store(seen, std::memory_order_release);
+        // Store→load: the hazard must be visible before we re-check the source. Pairs with the
+        // seq_cst fence at the start of every scan.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        T* now = source.load(std::memory_order_acquire);
+        if (now == seen) return seen;
+        seen = now;
+      }
+    }
+
+    // Stops protecting. The release pairs with the scanner's acquire load of this hazard.
+    void reset() noexcept { hazard_->store(nullptr, std::memory_order_release); }
+
+   private:
+    std::atomic<const void*>* hazard_;
+    unsigned* used_mask_;
+    unsigned bit_;
+  };
+
+  // Hands `object` over for reclamation once no hazard pointer names it. `object` must already be
+  // unreachable for threads that have not protected it yet.
+  void retire(void* object, reclaim_fn reclaim);
+
+  // Scans now instead of waiting for the threshold, adopting what exited threads left behind.
+  // Frees everything not currently protected that the calling thread or an exited thread retired.
+  void reclaim_unprotected();
+
+  // Retired objects not yet reclaimed, across all threads. Exact when the domain is quiescent.
+  [[nodiscard]] std::size_t unreclaimed() const noexcept { return unreclaimed_.load(std::memory_order_relaxed); }
+
+  // The most that `unreclaimed()` can ever reach with the records that exist now: records × R.
+  [[nodiscard]] std::size_t unreclaimed_bound() const noexcept;
+
+  // The scan threshold R = 2·H for the records that exist now.
+  [[nodiscard]] std::size_t scan_threshold() const noexcept;
+
+  // Records created so far (never more than the threads that used the domain at the same time).
+  [[nodiscard]] std::size_t records() const noexcept { return record_count_.load(std::memory_order_acquire); }
+
+ private:
+  struct retired_object {
+    void* object;
+    reclaim_fn reclaim;
+  };
+
+  struct alignas(cache_line_size) record {
+    std::atomic<const void*> hazards[slots_per_record] = {};
+    // Owned by whichever thread holds the record (active == true); handed over with it.
+    std::atomic<bool> active{true};
+    unsigned used_mask = 0;
+    std::vector<retired_object> retired;
+    std::vector<const void*> scratch;  // reused by scans, so a scan does not allocate once warm
+    record* next = nullptr;            // immutable after the record is published
+  };
+
+  friend class holder;
+  friend struct thread_records;
+
+  record& local_record();
+  record& acquire_record();
+  static void release_record(record& r) noexcept;
+  void scan(record& self);
+  void adopt_orphans(record& self);
+
+  const std::uint64_t id_;  // never reused, unlike the domain's address
+  std::atomic<record*> records_head_{nullptr};
+  std::atomic<std::size_t> record_count_{0};
+  std::atomic<std::size_t> unreclaimed_{0};
+};
+
+}  // namespace tidepool::detail
