@@ -5,7 +5,16 @@
 #include <stdexcept>      // for std::length_error
 #include <unordered_set>  // for std::unordered_set
 
+#if defined(__linux__)
+#include <linux/membarrier.h>  // for MEMBARRIER_CMD_*
+#include <sys/syscall.h>       // for SYS_membarrier
+#include <unistd.h>            // for syscall
+#endif
+
 namespace tidepool::detail {
+
+bool asymmetric_fences = false;
+
 namespace {
 
 // Which domains are alive. A thread that exits must not touch the record of a domain that has
@@ -25,7 +34,26 @@ domain_registry& registry() {
   return *instance;
 }
 
+// The heavy half of the asymmetric fence pair (see hazard_pointers.hpp).
+void heavy_fence() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#if defined(__linux__)
+  if (asymmetric_fences) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+#endif
+}
+
+void choose_fences() noexcept {
+#if defined(__linux__)
+  if constexpr (!thread_sanitizer) {
+    // Registration is per process and must precede the first expedited call.
+    asymmetric_fences = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }
+#endif
+}
+
 std::uint64_t register_domain() {
+  static std::once_flag fences_chosen;
+  std::call_once(fences_chosen, choose_fences);
   domain_registry& reg = registry();
   std::lock_guard lock(reg.mutex);
   const std::uint64_t id = reg.next_id++;
@@ -154,9 +182,9 @@ void hazard_domain::adopt_orphans(record& self) {
 }
 
 void hazard_domain::scan(record& self) {
-  // Pairs with the seq_cst fence in holder::protect: a hazard published before the reader's
+  // Pairs with the light fence in holder::protect: a hazard published before the reader's
   // re-check of its source is visible to the loads below, for any object unlinked before now.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  heavy_fence();
   std::vector<const void*>& protected_now = self.scratch;
   protected_now.clear();
   for (record* r = records_head_.load(std::memory_order_acquire); r != nullptr; r = r->next) {

@@ -22,18 +22,25 @@
 //     one object (and its own list) alive. Epoch-based schemes have no such bound.
 //
 // Ordering, in one place (each line names the operation it synchronises with):
-//   protect:  load src, publish hazard, seq_cst fence, reload src. If the reload still sees the
+//   protect:  load src, publish hazard, light fence, reload src. If the reload still sees the
 //             object, the object was not yet unlinked when the hazard became visible, so any
-//             scan that starts after the unlink sees the hazard (its own seq_cst fence orders its
+//             scan that starts after the unlink sees the hazard (its heavy fence orders its
 //             reads of hazards after the unlink).
 //   clear:    release store of null: everything the reader did with the object happens-before a
 //             scan that reads the null with acquire and then reclaims the object.
-//   scan:     seq_cst fence, then acquire loads of every hazard.
+//   scan:     heavy fence, then acquire loads of every hazard.
+//
+// Asymmetric fences: protect runs on every queue operation, a scan once per R retired segments.
+// So where Linux's membarrier(PRIVATE_EXPEDITED) is available, the light fence is only a compiler
+// barrier and the heavy fence is the membarrier call, which makes every running thread of the
+// process execute a full barrier: the same store→load ordering as a pair of seq_cst fences, paid
+// by the rare side (folly's hazptr does the same). Elsewhere, and under ThreadSanitizer, both are
+// seq_cst fences.
 //
 // Threads and domains may come and go in any order, with one rule: a domain must outlive every
 // operation on it (its destructor reclaims everything it still holds).
 
-#include <atomic>   // for std::atomic, std::atomic_thread_fence
+#include <atomic>   // for std::atomic, std::atomic_thread_fence, std::atomic_signal_fence
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint64_t
 #include <vector>   // for std::vector
@@ -41,6 +48,17 @@
 #include "tidepool/detail/cache_line.hpp"
 
 namespace tidepool::detail {
+
+// Set once, before the first domain exists, by the first domain's constructor.
+extern bool asymmetric_fences;
+
+inline void light_fence() noexcept {
+  if (asymmetric_fences) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
 
 class hazard_domain {
  public:
@@ -76,8 +94,8 @@ class hazard_domain {
         // before a scan that sees the new value and reclaims the old object.
         hazard_->store(seen, std::memory_order_release);
         // Store→load: the hazard must be visible before we re-check the source. Pairs with the
-        // seq_cst fence at the start of every scan.
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        // heavy fence at the start of every scan.
+        light_fence();
         T* now = source.load(std::memory_order_acquire);
         if (now == seen) return seen;
         seen = now;

@@ -34,6 +34,7 @@
 #include <type_traits>  // for std::is_object_v
 
 #include "tidepool/detail/cache_line.hpp"
+#include "tidepool/detail/cpu_pause.hpp"
 #include "tidepool/detail/hazard_pointers.hpp"
 
 namespace tidepool::detail {
@@ -49,6 +50,9 @@ class segmented_queue {
 
  public:
   static constexpr std::size_t segment_size = SegmentSize;
+  // How long a consumer waits for a producer that has its ticket but has not stored yet. A tuned
+  // guess: ~100 ns, far longer than the producer's window, far shorter than a context switch.
+  static constexpr int producer_grace_spins = 64;
 
   segmented_queue() : head_{new segment(this)}, tail_{head_.value.load(relaxed)} {}
 
@@ -111,8 +115,15 @@ class segmented_queue {
         if (ticket >= head->enqueue_ticket.load(seq_cst)) return nullptr;
         ticket = head->dequeue_ticket.fetch_add(1, seq_cst);
         if (ticket < SegmentSize) {
+          std::atomic<T*>& slot = head->slots[ticket];
+          if (ticket < head->enqueue_ticket.load(relaxed)) {
+            // A producer holds this ticket and is between its fetch_add and its store: a window
+            // of a few instructions. Waiting briefly for it is cheaper than spoiling the slot,
+            // which costs it a retry. Bounded, so a descheduled producer cannot stall us.
+            for (int i = 0; i < producer_grace_spins && slot.load(relaxed) == nullptr; ++i) cpu_pause();
+          }
           // acquire: pairs with the producer's release compare-exchange: the item is complete.
-          T* item = head->slots[ticket].exchange(taken(), acquire);
+          T* item = slot.exchange(taken(), acquire);
           if (item != nullptr) return item;
           continue;  // we overtook the producer of this ticket; it will take another
         }
