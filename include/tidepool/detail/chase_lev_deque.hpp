@@ -31,6 +31,7 @@
 #include <stdexcept>  // for std::invalid_argument
 
 #include "tidepool/detail/cache_line.hpp"
+#include "tidepool/detail/sanitizers.hpp"
 
 namespace tidepool::detail {
 
@@ -56,8 +57,9 @@ class chase_lev_deque {
   static constexpr auto release = std::memory_order_release;
   static constexpr auto seq_cst = std::memory_order_seq_cst;
 
-  // Under TSan the fences below are invisible, so the store or load each fence orders is made
-  // to carry the ordering itself. Only the instrumented build pays for this.
+  // ThreadSanitizer does not model std::atomic_thread_fence: to it, a release fence followed by a
+  // relaxed store creates no happens-before edge, and it would report the thief's use of the item
+  // as a race. Under TSan only, the store or load each fence orders carries the ordering itself.
   static constexpr auto publish_order = thread_sanitizer ? release : relaxed;
 
  public:
@@ -73,6 +75,8 @@ class chase_lev_deque {
 
   // Owner only. Returns false, and leaves the deque unchanged, when it holds `capacity()` items.
   // Everything the owner wrote before `push` is visible to the thread that steals `item`.
+  // Precondition: `item` is not in this deque already and is not held by a thief that has not
+  // returned it yet (the clearing in `steal` relies on a pointer being in one place at a time).
   [[nodiscard]] bool push(T* item) noexcept {
     const std::int64_t b = bottom_.value.load(relaxed);
     // acquire: pairs with the thieves' seq_cst CAS on top, so the slot we are about to reuse is
@@ -133,10 +137,10 @@ class chase_lev_deque {
     if (!top_.value.compare_exchange_strong(t, t + 1, seq_cst, relaxed)) {
       return {steal_status::lost_race, nullptr};
     }
-    // Clear the slot we won. The owner may already have refilled it (the ring wrapped once our
-    // CAS freed the index), so we only clear it if it still holds our item. A refill can never
-    // hold the same pointer: that would need `item` to have finished running, and it cannot run
-    // before we return it.
+    // Clear the slot we won. This is still a write to a slot we no longer own: the owner may
+    // already have refilled it (the ring wrapped once our CAS freed the index). So it is a CAS
+    // against our own item, which fails harmlessly on a refill; a refill cannot hold the same
+    // pointer, by push's precondition.
     T* still_ours = item;  // compare_exchange overwrites its first argument on failure
     slot.compare_exchange_strong(still_ours, nullptr, relaxed, relaxed);
     return {steal_status::success, item};

@@ -10,16 +10,19 @@
 // Design:
 //   * A domain owns a list of records, one per thread that uses it. A record holds
 //     `slots_per_record` hazard pointers and that thread's list of retired objects. Records are
-//     never freed before the domain: a thread that exits marks its record inactive and the next
-//     thread to arrive reuses it. So H = records × slots_per_record never exceeds what the
-//     threads alive at once need.
+//     never freed before the domain: a thread that exits marks its record free and the next
+//     thread to arrive reuses it, retired list included. So H = records × slots_per_record never
+//     exceeds what the threads alive at once need.
 //   * `retire` appends to the calling thread's list; when the list reaches R = 2·H the thread
-//     first adopts the lists that exited threads left in inactive records, then scans: every
-//     object no hazard pointer names is reclaimed. At most H survive a scan, so each scan frees at
-//     least R − H = H objects (amortised O(1) per retire), and no list ever holds more than R.
+//     first adopts the lists that exited threads left in free records, then scans: every object
+//     no hazard pointer names is reclaimed. At most H survive a scan, so each scan frees at least
+//     R − H = H objects (amortised O(1) per retire).
 //   * Bound: at most records × R objects are retired but unreclaimed at any time, whatever the
 //     other threads do — a thread that stalls while holding a hazard pointer keeps at most that
-//     one object (and its own list) alive. Epoch-based schemes have no such bound.
+//     one object (and its own list) alive. A list may briefly hold more than R after adopting
+//     orphans, but adoption moves objects, it never adds any, and every list other than the
+//     scanning one holds fewer than R. Epoch-based schemes have no such bound.
+//   * Reclaim functions must not use the domain they are called from (they run inside a scan).
 //
 // Ordering, in one place (each line names the operation it synchronises with):
 //   protect:  load src, publish hazard, light fence, reload src. If the reload still sees the
@@ -46,6 +49,7 @@
 #include <vector>   // for std::vector
 
 #include "tidepool/detail/cache_line.hpp"
+#include "tidepool/detail/sanitizers.hpp"
 
 namespace tidepool::detail {
 
@@ -61,6 +65,8 @@ inline void light_fence() noexcept {
 }
 
 class hazard_domain {
+  struct record;
+
  public:
   // Two per thread: one structure operation needs one; the second leaves room for an operation
   // that holds two segments at once. Kept small because the bound grows with its square.
@@ -106,14 +112,16 @@ class hazard_domain {
     void reset() noexcept { hazard_->store(nullptr, std::memory_order_release); }
 
    private:
+    record* record_;
     std::atomic<const void*>* hazard_;
-    unsigned* used_mask_;
     unsigned bit_;
+    bool temporary_;  // the record was borrowed for this holder only (see local_record)
   };
 
   // Hands `object` over for reclamation once no hazard pointer names it. `object` must already be
-  // unreachable for threads that have not protected it yet.
-  void retire(void* object, reclaim_fn reclaim);
+  // unreachable for threads that have not protected it yet. Never fails: if the retired list
+  // cannot grow, the call waits until nothing protects `object` and reclaims it itself.
+  void retire(void* object, reclaim_fn reclaim) noexcept;
 
   // Scans now instead of waiting for the threshold, adopting what exited threads left behind.
   // Frees everything not currently protected that the calling thread or an exited thread retired.
@@ -137,10 +145,17 @@ class hazard_domain {
     reclaim_fn reclaim;
   };
 
+  enum record_state : std::uint8_t {
+    record_free,      // no thread holds it; its retired list (if any) is an orphan
+    record_owned,     // a thread holds it
+    record_adopting,  // a scanning thread is moving its orphaned list away, briefly
+  };
+
   struct alignas(cache_line_size) record {
     std::atomic<const void*> hazards[slots_per_record] = {};
-    // Owned by whichever thread holds the record (active == true); handed over with it.
-    std::atomic<bool> active{true};
+    // `retired`, `scratch` and `used_mask` belong to whichever thread moved `state` away from
+    // record_free (acquire), until it moves it back (release).
+    std::atomic<std::uint8_t> state{record_owned};
     unsigned used_mask = 0;
     std::vector<retired_object> retired;
     std::vector<const void*> scratch;  // reused by scans, so a scan does not allocate once warm
@@ -149,12 +164,18 @@ class hazard_domain {
 
   friend class holder;
   friend struct thread_records;
+  friend struct thread_exit_handler;
 
-  record& local_record();
+  struct local_record_ref {
+    record* r;
+    bool temporary;  // borrowed after this thread's exit handler ran: give it back after use
+  };
+  local_record_ref local_record();
   record& acquire_record();
   static void release_record(record& r) noexcept;
-  void scan(record& self);
-  void adopt_orphans(record& self);
+  bool scan(record& self) noexcept;
+  void adopt_orphans(record& self) noexcept;
+  void wait_until_unprotected(const void* object) const noexcept;
 
   const std::uint64_t id_;  // never reused, unlike the domain's address
   std::atomic<record*> records_head_{nullptr};

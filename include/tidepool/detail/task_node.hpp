@@ -1,0 +1,163 @@
+#pragma once
+// The unit the scheduler moves around: one submitted callable, type-erased, with room for its
+// result, its exception and its completion state.
+//
+// Lifetime, and the "no retention" rule:
+//   1. `make_task_node` takes a node from the calling thread's cache (no malloc once warm) and
+//      constructs the callable in it: inline if it fits, else on the heap.
+//   2. A worker runs it. Running destroys the callable, and with it everything it captured,
+//      before the result is stored and long before completion is published (`finish`).
+//   3. The node is reference counted: one reference for the scheduler, one for the task<T> handle
+//      if there is one. The last release destroys the result, clears the exception and returns
+//      the node to a cache, empty: a cached node refers to nothing.
+// Queues hold nodes only between submission and the start of the run, and clear their slot when
+// they hand one out.
+
+#include <atomic>       // for std::atomic
+#include <cstddef>      // for std::byte, std::size_t, offsetof
+#include <cstdint>      // for std::uint32_t, std::uint8_t
+#include <exception>    // for std::exception_ptr, std::current_exception
+#include <functional>   // for std::invoke
+#include <new>          // for std::launder, placement new
+#include <type_traits>  // for std::is_void_v
+#include <utility>      // for std::forward, std::move
+
+#include "tidepool/detail/cache_line.hpp"
+
+namespace tidepool::detail {
+
+enum class task_op : std::uint8_t {
+  run,             // invoke, destroy the callable, store the result or the exception
+  cancel,          // destroy the callable without invoking it
+  destroy_result,  // destroy a stored result
+};
+
+enum class task_kind : std::uint8_t {
+  with_handle,       // submit(): a task<T> handle waits for the outcome
+  fire_and_forget,   // go(): exceptions go to the pool's handler
+};
+
+// The outcome, in the low bits of `task_node::state`; `waiter_bit` is set by a thread that is
+// about to block on it, so the finishing worker knows whether to make the wake-up system call.
+enum task_outcome : std::uint32_t {
+  outcome_pending = 0,
+  outcome_succeeded = 1,
+  outcome_failed = 2,
+  outcome_cancelled = 3,
+};
+inline constexpr std::uint32_t outcome_mask = 3;
+inline constexpr std::uint32_t waiter_bit = 4;
+
+struct task_node;
+using task_ops_fn = void (*)(task_node*, task_op) noexcept;
+
+struct alignas(cache_line_size) task_node {
+  static constexpr std::size_t size = 2 * cache_line_size;
+  static constexpr std::size_t storage_align = 16;
+
+  task_ops_fn ops = nullptr;
+  std::atomic<std::uint32_t> state{outcome_pending};
+  std::atomic<std::uint32_t> refs{0};
+  std::exception_ptr error;
+  task_node* next_free = nullptr;  // only while in a cache
+  task_kind kind = task_kind::fire_and_forget;
+  bool has_result = false;  // a non-void result was stored and is not destroyed yet
+
+  static constexpr std::size_t header_size = 48;
+  static constexpr std::size_t storage_size = size - header_size;
+  alignas(storage_align) std::byte storage[storage_size];
+
+  [[nodiscard]] std::uint32_t outcome() const noexcept { return state.load(std::memory_order_acquire) & outcome_mask; }
+};
+static_assert(sizeof(task_node) == task_node::size, "a task node is exactly two cache lines");
+static_assert(offsetof(task_node, storage) == task_node::header_size);
+
+// Node allocation through per-thread caches (lib/task_node.cpp).
+[[nodiscard]] task_node* allocate_task_node();
+void free_task_node(task_node* node) noexcept;
+
+// Drops one reference; the last one destroys the result, clears the exception and caches the node.
+void release_task_node(task_node* node) noexcept;
+
+// Where a value of type V lives in a node: inside `storage` if it fits, else on the heap with a
+// pointer to it in `storage`.
+template <class V>
+inline constexpr bool stored_inline = sizeof(V) <= task_node::storage_size && alignof(V) <= task_node::storage_align;
+
+template <class V>
+V& stored(task_node* n) noexcept {
+  if constexpr (stored_inline<V>) {
+    return *std::launder(reinterpret_cast<V*>(n->storage));
+  } else {
+    return **std::launder(reinterpret_cast<V**>(n->storage));
+  }
+}
+
+template <class V, class... Args>
+void construct_stored(task_node* n, Args&&... args) {
+  if constexpr (stored_inline<V>) {
+    ::new (static_cast<void*>(n->storage)) V(std::forward<Args>(args)...);
+  } else {
+    ::new (static_cast<void*>(n->storage)) V*(new V(std::forward<Args>(args)...));
+  }
+}
+
+template <class V>
+void destroy_stored(task_node* n) noexcept {
+  if constexpr (stored_inline<V>) {
+    stored<V>(n).~V();
+  } else {
+    delete &stored<V>(n);
+  }
+}
+
+// The type-erased operations of a node holding callable F whose result is R (void: discarded).
+template <class F, class R>
+void task_ops(task_node* n, task_op op) noexcept {
+  switch (op) {
+    case task_op::run: {
+      bool callable_alive = true;
+      try {
+        if constexpr (std::is_void_v<R>) {
+          static_cast<void>(std::invoke(std::move(stored<F>(n))));
+          callable_alive = false;
+          destroy_stored<F>(n);
+        } else {
+          R result = std::invoke(std::move(stored<F>(n)));
+          callable_alive = false;
+          destroy_stored<F>(n);  // captures die before the result is published
+          construct_stored<R>(n, std::move(result));
+          n->has_result = true;
+        }
+      } catch (...) {
+        if (callable_alive) destroy_stored<F>(n);
+        n->error = std::current_exception();
+      }
+      return;
+    }
+    case task_op::cancel:
+      destroy_stored<F>(n);
+      return;
+    case task_op::destroy_result:
+      if constexpr (!std::is_void_v<R>) destroy_stored<R>(n);
+      return;
+  }
+}
+
+// A node holding `f`, with one reference for the scheduler and one for the handle if `kind` has one.
+template <class F, class R, class Fn>
+[[nodiscard]] task_node* make_task_node(Fn&& f, task_kind kind) {
+  task_node* n = allocate_task_node();
+  try {
+    construct_stored<F>(n, std::forward<Fn>(f));
+  } catch (...) {
+    free_task_node(n);
+    throw;
+  }
+  n->ops = &task_ops<F, R>;
+  n->kind = kind;
+  n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace tidepool::detail

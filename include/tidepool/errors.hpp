@@ -1,0 +1,30 @@
+#pragma once
+// The errors tidepool reports. Each is a tidepool::error, itself a std::runtime_error, so callers
+// can catch one kind, all of tidepool's, or everything.
+
+#include <stdexcept>  // for std::runtime_error
+
+namespace tidepool {
+
+struct error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The pool (or subpool) was stopped: the submission was refused and counted as dropped.
+struct pool_stopped : error {
+  pool_stopped() : error("tidepool: the pool is stopped and accepts no new tasks") {}
+};
+
+// The pool's queue was full and the pool is non-blocking: the submission was refused and counted
+// as dropped.
+struct queue_full : error {
+  queue_full() : error("tidepool: the pool's queue is full") {}
+};
+
+// The task was accepted but skipped before it started (its group failed or was stopped, or the
+// pool's stop token was triggered). It is counted as cancelled.
+struct task_cancelled : error {
+  task_cancelled() : error("tidepool: the task was cancelled before it started") {}
+};
+
+}  // namespace tidepool

@@ -1,0 +1,46 @@
+#pragma once
+// A snapshot of a pool's counters.
+
+#include <cstdint>  // for std::uint64_t
+
+namespace tidepool {
+
+// Task counters follow Go's pond: every accepted task is counted `submitted` once and is, at any
+// moment, in exactly one of waiting, running, succeeded, failed or cancelled:
+//     submitted == waiting + running + succeeded + failed + cancelled.
+// A refused submission is counted `dropped` and never `submitted`.
+//
+// A snapshot is taken without stopping the pool. Counters are read in the reverse order of a
+// task's life (finished first, submitted last), so the identity above holds in every snapshot and
+// no gauge is ever negative; a task that moves on while the snapshot is taken is counted in its
+// earlier state. After a task's completion is observed (its handle is ready, or stop_and_wait
+// returned), every later snapshot counts it as finished.
+struct pool_metrics {
+  std::uint64_t submitted = 0;
+  std::uint64_t waiting = 0;    // accepted, not started
+  std::uint64_t running = 0;
+  std::uint64_t succeeded = 0;
+  std::uint64_t failed = 0;     // threw an exception
+  std::uint64_t cancelled = 0;  // accepted, then skipped before it started
+  std::uint64_t dropped = 0;    // refused: pool stopped or queue full
+
+  // Scheduler counters: what the work-stealing machinery did.
+  std::uint64_t local_pushes = 0;       // tasks a worker put on its own deque
+  std::uint64_t overflow_pushes = 0;    // tasks a worker sent to the global queue, its deque full
+  std::uint64_t global_pushes = 0;      // tasks that entered the global queue (external + overflow)
+  std::uint64_t global_pops = 0;        // tasks workers took from the global queue
+  std::uint64_t steal_attempts = 0;
+  std::uint64_t steals = 0;             // successful steals
+  std::uint64_t inline_runs = 0;        // tasks run by their submitting worker, the queue being full
+  std::uint64_t parks = 0;              // times a worker went to sleep
+  std::uint64_t wakeups = 0;            // times a submitter or worker woke a sleeping worker
+
+  // Hazard-pointer reclamation of the global queue's segments.
+  std::uint64_t queue_segments = 0;            // allocated, including retired ones not yet freed
+  std::uint64_t retired_segments = 0;          // retired, not yet reclaimed
+  std::uint64_t retired_segments_bound = 0;    // the most that can ever be retired and unreclaimed
+
+  [[nodiscard]] std::uint64_t completed() const noexcept { return succeeded + failed; }
+};
+
+}  // namespace tidepool

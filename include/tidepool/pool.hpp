@@ -1,0 +1,123 @@
+#pragma once
+// tidepool::pool — a work-stealing thread pool with Go pond's submission model.
+//
+//   tidepool::pool pool;                          // hardware_concurrency() workers
+//   auto answer = pool.submit([] { return 42; }); // task<int>
+//   pool.go([] { log("fire and forget"); });
+//   int v = answer.get();
+//   pool.stop_and_wait();                         // or let the destructor do it
+//
+// Where a task goes: submitted from inside one of the pool's workers, onto that worker's own
+// deque (LIFO for it, stealable by the others), or the global queue when the deque is full;
+// submitted from any other thread, onto the global queue. Idle workers steal, then park.
+//
+// Accounting: a submission is either refused — pool_stopped or queue_full is thrown (try_submit
+// returns no task) and it counts as `dropped`, never `submitted` — or accepted, and then it is run
+// (succeeded / failed) or, if skipped before it starts, reported to its handle as cancelled.
+// Nothing accepted is ever silently lost: see pool_metrics.
+//
+// No retention: a task's callable and all its captures are destroyed before its completion is
+// observable by anyone, and no structure of the pool refers to a finished task.
+
+#include <cstddef>      // for std::size_t
+#include <cstdint>      // for SIZE_MAX
+#include <exception>    // for std::exception_ptr
+#include <functional>   // for std::function
+#include <memory>       // for std::shared_ptr
+#include <optional>     // for std::optional
+#include <string>       // for std::string
+#include <type_traits>  // for std::decay_t, std::invoke_result_t
+
+#include "tidepool/detail/task_node.hpp"
+#include "tidepool/errors.hpp"
+#include "tidepool/metrics.hpp"
+#include "tidepool/task.hpp"
+
+namespace tidepool {
+
+inline constexpr std::size_t unbounded = SIZE_MAX;
+
+struct pool_options {
+  // 0 → std::thread::hardware_concurrency() (at least 1).
+  std::size_t workers = 0;
+  // How many accepted tasks may wait to start. 0 → no queue: a submission is accepted only when
+  // a worker can take it at once. Precisely: at most workers + queue_capacity tasks are accepted
+  // and unfinished at any time.
+  std::size_t queue_capacity = unbounded;
+  // When the queue is full: false → submit() and go() block until there is room; true → they
+  // throw queue_full. try_submit() never blocks. A worker never blocks on its own pool: when a
+  // task submits to a full pool, the new task runs at once on the submitting worker (counted in
+  // `inline_runs`) unless the pool is non-blocking, in which case queue_full is thrown.
+  bool non_blocking = false;
+  // Receives the exceptions of go() tasks. Called on the worker; what it throws is discarded.
+  // Default: the exception is only counted (`failed`).
+  std::function<void(std::exception_ptr)> on_unhandled_exception;
+  // Worker threads are named "<name>-<index>" (truncated to the system's limit).
+  std::string name = "tidepool";
+};
+
+namespace detail {
+class pool_core;
+enum class submit_status { accepted, stopped, full };
+template <class F>
+using task_result_t = std::invoke_result_t<std::decay_t<F>>;
+}  // namespace detail
+
+class pool {
+ public:
+  explicit pool(pool_options options = {});
+  // stop_and_wait(), then ends the workers. Safe to call from one of the pool's own tasks: that
+  // worker is left to finish its task and exit by itself.
+  ~pool();
+
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+  pool(pool&&) = delete;
+  pool& operator=(pool&&) = delete;
+
+  // Submits f (called once, as an rvalue, on a worker). Blocks while the queue is full unless the
+  // pool is non-blocking. Throws pool_stopped or queue_full when refused.
+  template <class F>
+  [[nodiscard]] auto submit(F&& f) -> task<detail::task_result_t<F>> {
+    using result = detail::task_result_t<F>;
+    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
+    throw_if_refused(submit_node(n, /*may_block=*/true));
+    return detail::task_access<result>::make(n);
+  }
+
+  // Like submit, but never blocks and never throws for a refusal: returns no task instead.
+  template <class F>
+  [[nodiscard]] auto try_submit(F&& f) -> std::optional<task<detail::task_result_t<F>>> {
+    using result = detail::task_result_t<F>;
+    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
+    if (submit_node(n, /*may_block=*/false) != detail::submit_status::accepted) return std::nullopt;
+    return detail::task_access<result>::make(n);
+  }
+
+  // Fire and forget: no handle; an exception goes to on_unhandled_exception.
+  template <class F>
+  void go(F&& f) {
+    detail::task_node* n = detail::make_task_node<std::decay_t<F>, void>(std::forward<F>(f), detail::task_kind::fire_and_forget);
+    throw_if_refused(submit_node(n, /*may_block=*/true));
+  }
+
+  // Refuses new tasks from now on; every task already accepted still runs. Does not wait.
+  void stop();
+  // stop(), then waits until every accepted task has finished. From inside one of the pool's
+  // tasks, it helps run them and returns when only the calling task (and the tasks it is nested
+  // in) remain.
+  void stop_and_wait();
+  [[nodiscard]] bool stopped() const noexcept;
+
+  [[nodiscard]] pool_metrics metrics() const;
+  [[nodiscard]] std::size_t workers() const noexcept;
+
+ private:
+  // On refusal the node is destroyed here and the refusal counted.
+  detail::submit_status submit_node(detail::task_node* node, bool may_block);
+  static void throw_if_refused(detail::submit_status status);
+
+  std::shared_ptr<detail::pool_core> core_;
+};
+
+}  // namespace tidepool

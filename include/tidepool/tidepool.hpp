@@ -1,0 +1,8 @@
+#pragma once
+// tidepool: a lock-free work-stealing task scheduler that never keeps a finished task alive.
+// This header brings in the whole public API.
+
+#include "tidepool/errors.hpp"   // for error, pool_stopped, queue_full, task_cancelled
+#include "tidepool/metrics.hpp"  // for pool_metrics
+#include "tidepool/pool.hpp"     // for pool, pool_options, unbounded
+#include "tidepool/task.hpp"     // for task

@@ -1,0 +1,121 @@
+// tidepool::pool: the public shell over pool_core, and the core's construction and metrics.
+
+#include <algorithm>  // for std::max
+#include <thread>     // for std::thread::hardware_concurrency
+
+#include "pool_core.hpp"
+#include "tidepool/detail/futex.hpp"
+
+namespace tidepool {
+namespace detail {
+namespace {
+
+std::size_t resolve_workers(std::size_t requested) {
+  if (requested != 0) return requested;
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+std::size_t slot_limit(std::size_t workers, std::size_t queue_capacity) {
+  if (queue_capacity == unbounded || queue_capacity > unbounded - workers) return unbounded;
+  return workers + queue_capacity;
+}
+
+}  // namespace
+
+void worker_main(std::shared_ptr<pool_core> core, worker* w);
+
+pool_core::pool_core(pool_options options)
+    : options_(std::move(options)),
+      slot_limit_(slot_limit(resolve_workers(options_.workers), options_.queue_capacity)),
+      max_searching_(static_cast<std::uint32_t>(std::max<std::size_t>(1, resolve_workers(options_.workers) / 2))) {
+  const std::size_t n = resolve_workers(options_.workers);
+  workers_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
+}
+
+pool_core::~pool_core() = default;
+
+void pool_core::start() {
+  std::size_t started = 0;
+  try {
+    for (auto& w : workers_) {
+      w->thread = std::thread(worker_main, shared_from_this(), w.get());
+      ++started;
+    }
+  } catch (...) {
+    // Could not start every thread: end those that did start, then report the failure.
+    shutdown_.store(true, std::memory_order_seq_cst);
+    wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_all(wake_epoch_);
+    for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
+    throw;
+  }
+}
+
+pool_metrics pool_core::metrics() const {
+  pool_metrics m;
+  // Read in the reverse order of a task's life: finished, then started, then submitted. Each
+  // later stage of a task is written after (and released after) its earlier stage, so whatever
+  // we count as finished we also count as started and submitted: no gauge goes negative.
+  for (const auto& w : workers_) {
+    m.succeeded += w->counters.succeeded.read();
+    m.failed += w->counters.failed.read();
+    m.cancelled += w->counters.cancelled.read();
+  }
+  std::uint64_t started = 0;
+  for (const auto& w : workers_) started += w->counters.started.read();
+  m.submitted = external_submitted_.load(std::memory_order_seq_cst);
+  for (const auto& w : workers_) m.submitted += w->counters.submitted.read();
+  m.dropped = dropped_.load(std::memory_order_relaxed);
+  m.running = started - m.succeeded - m.failed;
+  m.waiting = m.submitted - started - m.cancelled;
+
+  for (const auto& w : workers_) {
+    const auto& c = w->counters;
+    m.local_pushes += c.local_pushes.read();
+    m.overflow_pushes += c.overflow_pushes.read();
+    m.global_pops += c.global_pops.read();
+    m.steal_attempts += c.steal_attempts.read();
+    m.steals += c.steals.read();
+    m.inline_runs += c.inline_runs.read();
+    m.parks += c.parks.read();
+    m.wakeups += c.wakeups.read();
+  }
+  m.wakeups += external_wakeups_.load(std::memory_order_relaxed);
+  // Every external submission and every overflow went through the global queue.
+  m.global_pushes = external_submitted_.load(std::memory_order_relaxed) + m.overflow_pushes;
+
+  m.queue_segments = global_.segments_allocated();
+  m.retired_segments = global_.reclamation_domain().unreclaimed();
+  m.retired_segments_bound = global_.reclamation_domain().unreclaimed_bound();
+  return m;
+}
+
+}  // namespace detail
+
+pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(std::move(options))) { core_->start(); }
+
+pool::~pool() { core_->shutdown(); }
+
+detail::submit_status pool::submit_node(detail::task_node* node, bool may_block) {
+  return core_->submit(node, may_block);
+}
+
+void pool::throw_if_refused(detail::submit_status status) {
+  switch (status) {
+    case detail::submit_status::accepted:
+      return;
+    case detail::submit_status::stopped:
+      throw pool_stopped();
+    case detail::submit_status::full:
+      throw queue_full();
+  }
+}
+
+void pool::stop() { core_->stop(); }
+void pool::stop_and_wait() { core_->stop_and_wait(); }
+bool pool::stopped() const noexcept { return core_->stopping(); }
+pool_metrics pool::metrics() const { return core_->metrics(); }
+std::size_t pool::workers() const noexcept { return core_->worker_count(); }
+
+}  // namespace tidepool

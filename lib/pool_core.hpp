@@ -1,0 +1,164 @@
+#pragma once
+// The scheduler behind tidepool::pool. Private to lib/.
+//
+// Read it in the order a task travels:
+//   submission.cpp  admission (capacity, stop), counting, and the one place that decides where a
+//                   task goes (`schedule`)
+//   worker.cpp      the worker loop: find a task (own deque, global queue, steal), run it, finish it
+//   parking.cpp     what an idle worker does: search briefly, then sleep; and who wakes whom
+//   waiting.cpp     waiting for a task or for the pool to drain, helping when called on a worker
+//   pool.cpp        the public tidepool::pool, a thin shell over this core
+//
+// Invariants:
+//   * Every accepted task is counted `submitted` exactly once before any worker can see it, and
+//     afterwards exactly once as started or cancelled, and each started one exactly once as
+//     succeeded or failed, each by the thread that did it.
+//   * A worker's counters are written only by that worker (owned_counter: no locked instruction).
+//     Only external submissions and refusals touch shared counters.
+//   * A task is in at most one queue slot at a time, and the slot is cleared when it is taken.
+
+#include <atomic>   // for std::atomic
+#include <cstddef>  // for std::size_t
+#include <cstdint>  // for std::uint32_t, std::uint64_t
+#include <memory>   // for std::unique_ptr, std::enable_shared_from_this
+#include <thread>   // for std::thread
+#include <vector>   // for std::vector
+
+#include "tidepool/detail/cache_line.hpp"
+#include "tidepool/detail/chase_lev_deque.hpp"
+#include "tidepool/detail/segmented_queue.hpp"
+#include "tidepool/detail/task_node.hpp"
+#include "tidepool/pool.hpp"
+
+namespace tidepool::detail {
+
+// A counter written by one thread only and read by any: a plain load and store, no lock prefix.
+// release/acquire so that a reader who sees a count also sees what the writer did before it.
+class owned_counter {
+ public:
+  void add(std::uint64_t n = 1) noexcept {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
+  [[nodiscard]] std::uint64_t read() const noexcept { return value_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+class pool_core;
+
+struct alignas(cache_line_size) worker {
+  worker(pool_core& owner, std::size_t position) : core(owner), index(position), rng_state(position * 2 + 1) {}
+
+  pool_core& core;
+  const std::size_t index;
+  chase_lev_deque<task_node> deque;
+
+  // Owner-only state, on lines of its own (the deque's indices sit on their own lines too).
+  struct alignas(cache_line_size) counters_t {
+    owned_counter submitted;  // tasks this worker's tasks submitted (accepted)
+    owned_counter started;
+    owned_counter succeeded;
+    owned_counter failed;
+    owned_counter cancelled;
+    owned_counter local_pushes;
+    owned_counter overflow_pushes;
+    owned_counter global_pops;
+    owned_counter steal_attempts;
+    owned_counter steals;
+    owned_counter inline_runs;
+    owned_counter parks;
+    owned_counter wakeups;
+  } counters;
+  std::uint64_t tick = 0;       // tasks looked for; paces the global-queue poll
+  std::uint64_t rng_state;      // picks the first steal victim
+  std::size_t running_here = 0; // tasks executing on this thread now (nested by helping waits)
+  std::thread thread;
+};
+
+// Set on a worker thread for its whole life.
+worker* current_worker() noexcept;
+
+class pool_core : public std::enable_shared_from_this<pool_core> {
+ public:
+  explicit pool_core(pool_options options);
+  ~pool_core();
+
+  void start();  // launches the workers; separate from the constructor so they can share ownership
+
+  // --- submission.cpp
+  submit_status submit(task_node* node, bool may_block);
+  void stop() noexcept;
+  [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+
+  // --- worker.cpp
+  [[nodiscard]] task_node* find_task(worker& w) noexcept;
+  void execute(worker& w, task_node* node, bool holds_slot) noexcept;
+
+  // --- parking.cpp
+  [[nodiscard]] task_node* search(worker& w) noexcept;
+  [[nodiscard]] bool park(worker& w) noexcept;
+  void wake_one_if_needed(worker* waker) noexcept;
+
+  // --- waiting.cpp
+  void stop_and_wait();
+  void shutdown();
+
+  [[nodiscard]] pool_metrics metrics() const;
+  [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
+  [[nodiscard]] worker* worker_of_this_thread() noexcept {
+    worker* w = current_worker();
+    return w != nullptr && &w->core == this ? w : nullptr;
+  }
+
+ private:
+  friend void worker_main(std::shared_ptr<pool_core> core, worker* w);
+
+  enum class admission { admitted, run_inline, full, stopped };
+  admission admit(worker* self, bool may_block);
+  void release_slot() noexcept;
+  void refuse(task_node* node) noexcept;
+  void take_back(task_node* node) noexcept;
+  void leave_external_submit() noexcept;
+  void schedule(worker* self, task_node* node);
+  void report_unhandled(std::exception_ptr error) noexcept;
+  [[nodiscard]] task_node* steal_for(worker& w) noexcept;
+  [[nodiscard]] task_node* take_global(worker& w) noexcept;
+  [[nodiscard]] bool work_visible() noexcept;
+  void wake_one(worker* waker) noexcept;
+  void notify_drain() noexcept;
+  [[nodiscard]] std::uint64_t unfinished() const noexcept;
+
+  const pool_options options_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  segmented_queue<task_node> global_;
+  const std::size_t slot_limit_;  // workers + queue_capacity, or unbounded
+  const std::size_t max_searching_;
+
+  // Shared counters: only external submissions and refusals write them.
+  alignas(cache_line_size) std::atomic<std::uint64_t> external_submitted_{0};
+  // External threads inside submit() right now. A submitter still touches the pool after its
+  // task is published (hazard release, wake-up), and that task may be the one that destroys the
+  // pool: shutdown() waits for this to reach zero before the core can go away. Same line as
+  // external_submitted_, which the same threads write anyway.
+  std::atomic<std::uint32_t> external_in_submit_{0};
+  alignas(cache_line_size) std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> external_wakeups_{0};
+
+  // Lifecycle.
+  alignas(cache_line_size) std::atomic<bool> stopping_{false};
+  std::atomic<bool> shutdown_{false};
+  std::atomic<std::uint32_t> drain_epoch_{0};  // bumped when a drain waiter may have work to re-check
+
+  // Parking (see parking.cpp). Written on idle/busy transitions only, read on every submission.
+  alignas(cache_line_size) std::atomic<std::uint32_t> searching_{0};
+  std::atomic<std::uint32_t> parked_{0};
+  std::atomic<std::uint32_t> wake_epoch_{0};
+
+  // Capacity (only with a bounded queue).
+  alignas(cache_line_size) std::atomic<std::size_t> in_flight_{0};
+  std::atomic<std::uint32_t> blocked_submitters_{0};
+  std::atomic<std::uint32_t> capacity_epoch_{0};
+};
+
+}  // namespace tidepool::detail

@@ -1,0 +1,141 @@
+// Admission, counting and placement of new tasks.
+
+#include <atomic>  // for std::atomic_thread_fence
+
+#include "pool_core.hpp"
+#include "tidepool/detail/futex.hpp"
+
+namespace tidepool::detail {
+
+pool_core::admission pool_core::admit(worker* self, bool may_block) {
+  if (slot_limit_ == unbounded) return admission::admitted;
+  std::size_t used = in_flight_.load(std::memory_order_relaxed);
+  for (;;) {
+    while (used < slot_limit_) {
+      if (in_flight_.compare_exchange_weak(used, used + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+        return admission::admitted;
+      }
+    }
+    // Full. A worker never blocks on its own pool: every worker could end up blocked and nothing
+    // would ever free a slot. So it runs the new task itself, now (it would otherwise have gone
+    // onto this worker's own deque, so this only changes when it runs, not where).
+    if (self != nullptr) return may_block && !options_.non_blocking ? admission::run_inline : admission::full;
+    if (!may_block || options_.non_blocking) return admission::full;
+
+    // Block until a slot frees or the pool stops. The epoch is read before we announce
+    // ourselves and re-check, so a release in between makes the wait return at once.
+    const std::uint32_t epoch = capacity_epoch_.load(std::memory_order_seq_cst);
+    blocked_submitters_.fetch_add(1, std::memory_order_seq_cst);
+    used = in_flight_.load(std::memory_order_seq_cst);
+    if (used >= slot_limit_ && !stopping_.load(std::memory_order_seq_cst)) futex_wait(capacity_epoch_, epoch);
+    blocked_submitters_.fetch_sub(1, std::memory_order_relaxed);
+    if (stopping_.load(std::memory_order_seq_cst)) return admission::stopped;
+    used = in_flight_.load(std::memory_order_relaxed);
+  }
+}
+
+void pool_core::release_slot() noexcept {
+  if (slot_limit_ == unbounded) return;
+  // seq_cst on both: Dekker with admit(), which announces itself in blocked_submitters_ and
+  // then re-reads in_flight_. Either it sees our release, or we see it and wake it.
+  in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+  if (blocked_submitters_.load(std::memory_order_seq_cst) > 0) {
+    capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_one(capacity_epoch_);
+  }
+}
+
+void pool_core::refuse(task_node* node) noexcept {
+  dropped_.fetch_add(1, std::memory_order_relaxed);
+  node->ops(node, task_op::cancel);
+  // Nobody else ever saw the node: drop every reference at once.
+  node->refs.store(1, std::memory_order_relaxed);
+  release_task_node(node);
+}
+
+submit_status pool_core::submit(task_node* node, bool may_block) {
+  worker* self = worker_of_this_thread();
+  if (stopping_.load(std::memory_order_acquire)) {
+    refuse(node);
+    return submit_status::stopped;
+  }
+  const admission admitted = admit(self, may_block);
+  if (admitted == admission::full || admitted == admission::stopped) {
+    refuse(node);
+    return admitted == admission::full ? submit_status::full : submit_status::stopped;
+  }
+
+  if (self != nullptr) {
+    // A task of ours is running on this thread, so stop_and_wait cannot finish before it does,
+    // and it reads our count after the task's own finish: no fence needed against stop().
+    self->counters.submitted.add();
+    if (admitted == admission::run_inline) {
+      self->counters.inline_runs.add();
+      execute(*self, node, /*holds_slot=*/false);
+      return submit_status::accepted;
+    }
+    schedule(self, node);
+    return submit_status::accepted;
+  }
+
+  // From outside: count first, then check stopping, both seq_cst. stop_and_wait() sets stopping
+  // and then reads the count, so either it sees this task and waits for it, or we see the stop
+  // and take the task back.
+  external_in_submit_.fetch_add(1, std::memory_order_relaxed);
+  external_submitted_.fetch_add(1, std::memory_order_seq_cst);
+  submit_status status = submit_status::accepted;
+  if (stopping_.load(std::memory_order_seq_cst)) {
+    take_back(node);
+    status = submit_status::stopped;
+  } else {
+    try {
+      schedule(nullptr, node);
+    } catch (...) {  // only std::bad_alloc, for a new queue segment
+      take_back(node);
+      leave_external_submit();
+      throw;
+    }
+  }
+  leave_external_submit();
+  return status;
+}
+
+void pool_core::take_back(task_node* node) noexcept {
+  external_submitted_.fetch_sub(1, std::memory_order_seq_cst);
+  release_slot();
+  refuse(node);
+  notify_drain();  // a drain waiter may have counted the task
+}
+
+void pool_core::leave_external_submit() noexcept {
+  // release: everything this submit did to the pool happens-before shutdown's acquire load.
+  external_in_submit_.fetch_sub(1, std::memory_order_release);
+}
+
+// The one place that decides where an accepted task goes.
+void pool_core::schedule(worker* self, task_node* node) {
+  if (self != nullptr) {
+    if (self->deque.push(node)) {
+      self->counters.local_pushes.add();
+    } else {
+      global_.enqueue(node);  // overflow: the deque is full, the global queue is not bounded
+      self->counters.overflow_pushes.add();
+    }
+    // The deque push is a plain store; the wake-up decision below reads the parking counters.
+    // Store→load needs a full fence (parking.cpp has its half of the argument).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  } else {
+    // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence.
+    global_.enqueue(node);
+  }
+  wake_one_if_needed(self);
+}
+
+void pool_core::stop() noexcept {
+  stopping_.store(true, std::memory_order_seq_cst);
+  // Submitters blocked on a full queue must learn that they are refused.
+  capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(capacity_epoch_);
+}
+
+}  // namespace tidepool::detail

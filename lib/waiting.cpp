@@ -1,0 +1,148 @@
+// Waiting: for one task (task<T>::wait / get / wait_for) and for a whole pool to drain
+// (stop_and_wait). A worker never blocks in either: it runs other tasks of its pool until the
+// condition holds, so waiting inside a task cannot deadlock the pool.
+
+#include <chrono>  // for std::chrono::steady_clock
+#include <thread>  // for std::this_thread::yield
+
+#include "pool_core.hpp"
+#include "tidepool/detail/cpu_pause.hpp"
+#include "tidepool/detail/futex.hpp"
+
+namespace tidepool::detail {
+namespace {
+
+// Spinning before blocking: a task that finishes within ~a microsecond is picked up without a
+// system call on either side. Tuned guess; blocking costs a futex wait and a futex wake (~5 µs).
+constexpr int spins_before_blocking = 64;
+
+bool finished(const task_node* node) noexcept { return node->outcome() != outcome_pending; }
+
+// Marks the node as waited on, then sleeps until its state changes or the deadline passes.
+// Returns false on timeout.
+bool block_on(task_node* node, const std::chrono::steady_clock::time_point* deadline) {
+  std::uint32_t state = node->state.load(std::memory_order_acquire);
+  while ((state & outcome_mask) == outcome_pending) {
+    if ((state & waiter_bit) == 0) {
+      // The finishing worker exchanges the state; if it sees this bit it makes the wake call.
+      if (!node->state.compare_exchange_weak(state, state | waiter_bit, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+        continue;
+      }
+      state |= waiter_bit;
+    }
+    if (deadline == nullptr) {
+      futex_wait(node->state, state);
+    } else {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= *deadline) return false;
+      futex_wait_for(node->state, state, *deadline - now);
+    }
+    state = node->state.load(std::memory_order_acquire);
+  }
+  return true;
+}
+
+// Runs tasks of `w`'s pool until `done()`. When there is nothing to run, pauses, then yields,
+// then (if `sleep_on` is given) sleeps briefly on it, so a long wait does not burn a core.
+template <class Done>
+bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_point* deadline,
+                task_node* sleep_on) {
+  int idle_rounds = 0;
+  while (!done()) {
+    if (task_node* t = w.core.find_task(w)) {
+      w.core.execute(w, t, /*holds_slot=*/true);
+      idle_rounds = 0;
+      continue;
+    }
+    if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) return false;
+    if (++idle_rounds < spins_before_blocking) {
+      cpu_pause();
+    } else if (sleep_on != nullptr) {
+      // Nothing to help with: sleep on the awaited task, but wake up now and then to look for
+      // work again, since new tasks do not wake a thread that waits here.
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      if (deadline != nullptr && *deadline < until) until = *deadline;
+      block_on(sleep_on, &until);
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void wait_for_task(task_node* node) {
+  if (finished(node)) return;
+  if (worker* w = current_worker()) {
+    help_until(*w, [node] { return finished(node); }, nullptr, node);
+    return;
+  }
+  for (int i = 0; i < spins_before_blocking; ++i) {
+    if (finished(node)) return;
+    cpu_pause();
+  }
+  block_on(node, nullptr);
+}
+
+bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
+  if (finished(node)) return true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (worker* w = current_worker()) return help_until(*w, [node] { return finished(node); }, &deadline, node);
+  return block_on(node, &deadline);
+}
+
+std::uint64_t pool_core::unfinished() const noexcept {
+  // Finished first, submitted last: see pool_metrics for why this order keeps the result >= 0.
+  std::uint64_t finished_count = 0;
+  for (const auto& w : workers_) {
+    finished_count += w->counters.succeeded.read() + w->counters.failed.read() + w->counters.cancelled.read();
+  }
+  std::uint64_t submitted = external_submitted_.load(std::memory_order_seq_cst);
+  for (const auto& w : workers_) submitted += w->counters.submitted.read();
+  return submitted - finished_count;
+}
+
+void pool_core::notify_drain() noexcept {
+  drain_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(drain_epoch_);
+}
+
+void pool_core::stop_and_wait() {
+  stop();
+  // Pairs with the fence in park(): either the last worker to go idle sees stopping_ and
+  // notifies us, or we see its final counts below.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (worker* w = worker_of_this_thread()) {
+    // Called from one of our own tasks: that task, and those it is nested in, cannot finish
+    // while we wait. Help run the others.
+    help_until(*w, [&] { return unfinished() <= w->running_here; }, nullptr, nullptr);
+    return;
+  }
+  for (;;) {
+    const std::uint32_t epoch = drain_epoch_.load(std::memory_order_seq_cst);
+    if (unfinished() == 0) return;
+    futex_wait(drain_epoch_, epoch);
+  }
+}
+
+void pool_core::shutdown() {
+  stop_and_wait();
+  // Submitters that are still finishing their call (or being refused) must be out before the
+  // core may be destroyed. Their remaining work is a few hundred nanoseconds.
+  while (external_in_submit_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  shutdown_.store(true, std::memory_order_seq_cst);
+  wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(wake_epoch_);
+  worker* self = worker_of_this_thread();
+  for (auto& w : workers_) {
+    if (w.get() == self) {
+      w->thread.detach();  // cannot join ourselves; this thread exits once its task returns
+    } else if (w->thread.joinable()) {
+      w->thread.join();
+    }
+  }
+}
+
+}  // namespace tidepool::detail

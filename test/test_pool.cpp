@@ -1,0 +1,536 @@
+// tidepool::pool — the promises of pond's submission model, and the one pond broke: no retention
+// beyond execution. Each test's name states the promise it checks.
+
+#include "tidepool/tidepool.hpp"
+
+#include <gtest/gtest.h>
+#include <pthread.h>       // for pthread_getname_np
+#include <sys/resource.h>  // for getrusage
+
+#include <algorithm>  // for std::max
+#include <array>      // for std::array
+#include <atomic>     // for std::atomic
+#include <cstdio>     // for std::printf
+#include <functional> // for std::function
+#include <chrono>     // for std::chrono
+#include <latch>      // for std::latch
+#include <memory>     // for std::unique_ptr, std::make_shared
+#include <stdexcept>  // for std::runtime_error
+#include <string>     // for std::string
+#include <thread>     // for std::thread
+#include <vector>     // for std::vector
+
+#include "stress_config.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tidepool::pool;
+using tidepool::pool_metrics;
+using tidepool::pool_options;
+using tidepool::testing::stress_count;
+
+pool_options with_workers(std::size_t n) {
+  pool_options o;
+  o.workers = n;
+  return o;
+}
+
+// The accounting identity, and gauges that never went negative (they are unsigned).
+void expect_consistent(const pool_metrics& m) {
+  EXPECT_EQ(m.submitted, m.waiting + m.running + m.succeeded + m.failed + m.cancelled);
+  EXPECT_LT(m.waiting, 1ULL << 62) << "waiting went negative";
+  EXPECT_LT(m.running, 1ULL << 62) << "running went negative";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submitting and getting results
+
+TEST(Pool, SubmitReturnsValuesVoidAndMoveOnlyResults) {
+  pool p(with_workers(2));
+  auto answer = p.submit([] { return 42; });
+  auto nothing = p.submit([] {});
+  auto owned = p.submit([] { return std::make_unique<std::string>("move only"); });
+  EXPECT_EQ(answer.get(), 42);
+  nothing.get();
+  EXPECT_EQ(*owned.get(), "move only");
+  EXPECT_FALSE(answer.valid()) << "get() consumes the handle";
+  EXPECT_THROW(answer.get(), tidepool::error);
+}
+
+TEST(Pool, LargeCapturesAndLargeResultsWork) {
+  pool p(with_workers(2));
+  std::array<int, 256> big{};  // 1 KiB: stored outside the node
+  for (int i = 0; i < 256; ++i) big[static_cast<std::size_t>(i)] = i;
+  auto sum = p.submit([big] {
+    long s = 0;
+    for (int v : big) s += v;
+    return s;
+  });
+  auto array = p.submit([big] { return big; });
+  EXPECT_EQ(sum.get(), 255 * 256 / 2);
+  EXPECT_EQ(array.get()[255], 255);
+}
+
+TEST(Pool, WorkersDefaultToHardwareConcurrencyAndAreNamed) {
+  pool_options o;
+  o.name = "named";
+  pool p(o);
+  EXPECT_EQ(p.workers(), std::max(1U, std::thread::hardware_concurrency()));
+  auto name = p.submit([] {
+    char buf[16] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof buf);
+    return std::string(buf);
+  });
+  EXPECT_EQ(name.get().rfind("named-", 0), 0U);
+}
+
+struct marked_error : std::runtime_error {
+  const void* origin;
+  marked_error() : std::runtime_error("marked"), origin(this) {}
+};
+
+TEST(Pool, TaskExceptionReachesGetAsTheSameObject) {
+  pool p(with_workers(2));
+  auto t = p.submit([]() -> int { throw marked_error(); });
+  try {
+    t.get();
+    FAIL() << "get() should rethrow";
+  } catch (const marked_error& e) {
+    EXPECT_EQ(&e, e.origin) << "the exception was copied, not rethrown";
+  }
+  p.stop_and_wait();
+  EXPECT_EQ(p.metrics().failed, 1U);
+}
+
+TEST(Pool, MetricsAreExactAfterTenThousandTasksHalfFailing) {
+  pool p(with_workers(2));
+  constexpr int n = 10'000;
+  std::vector<tidepool::task<int>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    tasks.push_back(p.submit([i] {
+      if (i % 2 == 1) throw std::runtime_error("odd");
+      return i;
+    }));
+  }
+  int ok = 0;
+  int thrown = 0;
+  for (auto& t : tasks) {
+    try {
+      t.get();
+      ++ok;
+    } catch (const std::runtime_error&) {
+      ++thrown;
+    }
+  }
+  EXPECT_EQ(ok, n / 2);
+  EXPECT_EQ(thrown, n / 2);
+  const pool_metrics m = p.metrics();  // after every get(): all are counted as finished
+  EXPECT_EQ(m.submitted, static_cast<std::uint64_t>(n));
+  EXPECT_EQ(m.succeeded, static_cast<std::uint64_t>(n / 2));
+  EXPECT_EQ(m.failed, static_cast<std::uint64_t>(n / 2));
+  EXPECT_EQ(m.completed(), static_cast<std::uint64_t>(n));
+  EXPECT_EQ(m.waiting, 0U);
+  EXPECT_EQ(m.running, 0U);
+  EXPECT_EQ(m.dropped, 0U);
+  expect_consistent(m);
+}
+
+TEST(Pool, GoExceptionsReachTheHandlerAndWorkersSurvive) {
+  std::atomic<int> handled{0};
+  pool_options o = with_workers(1);
+  o.on_unhandled_exception = [&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::runtime_error&) {
+      handled.fetch_add(1);
+    }
+    throw std::logic_error("a throwing handler must not kill the worker either");
+  };
+  pool p(o);
+  for (int i = 0; i < 10; ++i) p.go([] { throw std::runtime_error("boom"); });
+  EXPECT_EQ(p.submit([] { return 7; }).get(), 7) << "the single worker still runs tasks";
+  p.stop_and_wait();
+  EXPECT_EQ(handled.load(), 10);
+  EXPECT_EQ(p.metrics().failed, 10U);
+  EXPECT_EQ(p.metrics().succeeded, 1U);
+}
+
+TEST(Pool, WaitForTimesOutThenSucceedsAndReadyReportsCompletion) {
+  pool p(with_workers(1));
+  std::latch release(1);
+  auto t = p.submit([&] {
+    release.wait();
+    return 1;
+  });
+  EXPECT_FALSE(t.ready());
+  EXPECT_FALSE(t.wait_for(20ms));
+  release.count_down();
+  EXPECT_TRUE(t.wait_for(10s));
+  EXPECT_TRUE(t.ready());
+  EXPECT_EQ(t.get(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping
+
+TEST(Pool, SubmitAfterStopIsRefusedAndCountedAsDropped) {
+  pool p(with_workers(2));
+  p.submit([] {}).get();
+  p.stop();
+  EXPECT_TRUE(p.stopped());
+  EXPECT_THROW(static_cast<void>(p.submit([] {})), tidepool::pool_stopped);
+  EXPECT_THROW(p.go([] {}), tidepool::pool_stopped);
+  EXPECT_FALSE(p.try_submit([] {}).has_value());
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.submitted, 1U);
+  EXPECT_EQ(m.dropped, 3U);
+  expect_consistent(m);
+}
+
+TEST(Pool, StopRunsEveryAcceptedTask) {
+  pool p(with_workers(2));
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 1000; ++i) p.go([&] { ran.fetch_add(1); });
+  p.stop_and_wait();
+  EXPECT_EQ(ran.load(), 1000);
+  EXPECT_EQ(p.metrics().succeeded, 1000U);
+}
+
+TEST(Pool, SubmitsRacingStopAreEachEitherRunOrRefused) {
+  for (int round = 0; round < 20; ++round) {
+    pool p(with_workers(2));
+    std::atomic<int> accepted{0};
+    std::atomic<int> refused{0};
+    std::atomic<int> ran{0};
+    std::vector<std::thread> submitters;
+    for (int s = 0; s < 3; ++s) {
+      submitters.emplace_back([&] {
+        for (int i = 0; i < 500; ++i) {
+          try {
+            p.go([&] { ran.fetch_add(1); });
+            accepted.fetch_add(1);
+          } catch (const tidepool::pool_stopped&) {
+            refused.fetch_add(1);
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100 * round));
+    p.stop_and_wait();
+    for (auto& t : submitters) t.join();
+    // stop_and_wait returned: every task accepted before it returned has run. Tasks accepted
+    // later cannot exist: all submissions after stop() are refused.
+    EXPECT_EQ(ran.load(), accepted.load());
+    const pool_metrics m = p.metrics();
+    EXPECT_EQ(m.submitted, static_cast<std::uint64_t>(accepted.load()));
+    EXPECT_EQ(m.dropped, static_cast<std::uint64_t>(refused.load()));
+    EXPECT_EQ(m.succeeded, m.submitted);
+    expect_consistent(m);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded queues
+
+TEST(Pool, BlockingQueueCompletesAllFiftyWithCapacityTen) {
+  pool_options o = with_workers(2);
+  o.queue_capacity = 10;
+  pool p(o);
+  std::atomic<std::uint64_t> max_unfinished{0};
+  std::vector<tidepool::task<void>> tasks;
+  for (int i = 0; i < 50; ++i) {
+    tasks.push_back(p.submit([] { std::this_thread::sleep_for(1ms); }));
+    const pool_metrics m = p.metrics();
+    max_unfinished = std::max<std::uint64_t>(max_unfinished, m.waiting + m.running);
+  }
+  for (auto& t : tasks) t.get();
+  EXPECT_LE(max_unfinished.load(), 2U + 10U) << "workers + queue_capacity";
+  EXPECT_EQ(p.metrics().succeeded, 50U);
+  EXPECT_EQ(p.metrics().dropped, 0U);
+}
+
+TEST(Pool, NonBlockingQueueRefusesThe21stTaskWhenWorkersAreBusy) {
+  pool_options o = with_workers(2);
+  o.queue_capacity = 20;
+  o.non_blocking = true;
+  pool p(o);
+  std::latch release(1);
+  std::latch both_busy(2);
+  for (int i = 0; i < 2; ++i) {
+    p.go([&] {
+      both_busy.count_down();
+      release.wait();
+    });
+  }
+  both_busy.wait();
+  for (int i = 0; i < 20; ++i) p.go([] {});
+  EXPECT_THROW(p.go([] {}), tidepool::queue_full);
+  EXPECT_FALSE(p.try_submit([] {}).has_value());
+  release.count_down();
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.dropped, 2U);
+  EXPECT_EQ(m.submitted, 22U);
+  EXPECT_EQ(m.succeeded, 22U);
+}
+
+TEST(Pool, ZeroCapacityAcceptsOnlyWhenAWorkerIsFree) {
+  pool_options o = with_workers(1);
+  o.queue_capacity = 0;
+  pool p(o);
+  std::latch release(1);
+  std::latch busy(1);
+  p.go([&] {
+    busy.count_down();
+    release.wait();
+  });
+  busy.wait();
+  EXPECT_FALSE(p.try_submit([] {}).has_value()) << "try_submit never blocks";
+  std::atomic<bool> submitted{false};
+  std::thread blocked([&] {
+    p.submit([] {}).get();
+    submitted.store(true);
+  });
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(submitted.load()) << "submit must block while the only worker is busy";
+  release.count_down();
+  blocked.join();
+  EXPECT_TRUE(submitted.load());
+  EXPECT_EQ(p.metrics().dropped, 1U);
+}
+
+TEST(Pool, StopWakesSubmittersBlockedOnAFullQueue) {
+  pool_options o = with_workers(1);
+  o.queue_capacity = 0;
+  pool p(o);
+  std::latch release(1);
+  std::latch busy(1);
+  p.go([&] {
+    busy.count_down();
+    release.wait();
+  });
+  busy.wait();
+  std::atomic<bool> refused{false};
+  std::thread blocked([&] {
+    try {
+      p.go([] {});
+    } catch (const tidepool::pool_stopped&) {
+      refused.store(true);
+    }
+  });
+  std::this_thread::sleep_for(20ms);
+  p.stop();
+  blocked.join();
+  EXPECT_TRUE(refused.load());
+  release.count_down();
+}
+
+TEST(Pool, WorkerSubmittingToAFullQueueRunsTheTaskInlineInsteadOfDeadlocking) {
+  pool_options o = with_workers(1);
+  o.queue_capacity = 0;
+  pool p(o);
+  auto outer = p.submit([&] {
+    int sum = 0;
+    for (int i = 0; i < 100; ++i) sum += p.submit([i] { return i; }).get();
+    return sum;
+  });
+  EXPECT_EQ(outer.get(), 4950);
+  EXPECT_EQ(p.metrics().inline_runs, 100U);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling
+
+TEST(Pool, TasksSubmittedByAWorkerGoToItsOwnDeque) {
+  pool p(with_workers(2));
+  p.submit([&] {
+     for (int i = 0; i < 10; ++i) p.go([] {});
+   }).get();
+  p.stop_and_wait();
+  EXPECT_EQ(p.metrics().local_pushes, 10U);
+  EXPECT_EQ(p.metrics().succeeded, 11U);
+}
+
+TEST(Pool, DequeOverflowGoesToTheGlobalQueue) {
+  pool p(with_workers(1));
+  p.submit([&] {
+     for (int i = 0; i < 1000; ++i) p.go([] {});  // more than a deque holds
+   }).get();
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_GT(m.overflow_pushes, 0U);
+  EXPECT_EQ(m.local_pushes + m.overflow_pushes, 1000U);
+  EXPECT_EQ(m.succeeded, 1001U);
+}
+
+TEST(Pool, ExternalSubmissionsAreNotStarvedByABusyWorker) {
+  pool p(with_workers(1));
+  std::atomic<bool> external_ran{false};
+  std::atomic<long> respawns{0};
+  // A task that keeps respawning itself onto the only worker's deque, until the external task
+  // has run. Without the periodic global-queue check this never ends.
+  std::function<void()> respawn = [&] {
+    respawns.fetch_add(1);
+    if (!external_ran.load()) p.go(respawn);
+  };
+  p.go(respawn);
+  std::this_thread::sleep_for(5ms);
+  p.submit([&] { external_ran.store(true); }).get();
+  p.stop_and_wait();
+  EXPECT_TRUE(external_ran.load());
+}
+
+TEST(Pool, WaitingInsideATaskHelpsInsteadOfDeadlockingASingleWorker) {
+  pool p(with_workers(1));
+  std::function<int(int)> depth = [&](int d) -> int {
+    if (d == 0) return 0;
+    return 1 + p.submit([&, d] { return depth(d - 1); }).get();
+  };
+  EXPECT_EQ(p.submit([&] { return depth(20); }).get(), 20);
+}
+
+TEST(Pool, IdleWorkersParkAndUseAlmostNoCpu) {
+  pool p(with_workers(2));
+  for (int i = 0; i < 100; ++i) p.submit([] {}).get();
+  std::this_thread::sleep_for(50ms);  // let the search phase end
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
+  std::this_thread::sleep_for(500ms);
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu_us = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1'000'000L + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+  };
+  const long used = cpu_us(after) - cpu_us(before);
+  std::printf("idle pool: %ld us of CPU in 500 ms\n", used);
+  EXPECT_LT(used, 50'000) << "an idle pool must sleep, not spin (under 10% of one core)";
+  EXPECT_GE(p.metrics().parks, 2U);
+  // And a parked pool wakes up for new work.
+  EXPECT_EQ(p.submit([] { return 5; }).get(), 5);
+}
+
+TEST(Pool, MetricsSnapshotsStayConsistentUnderLoad) {
+  pool p(with_workers(2));
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    while (!done.load()) expect_consistent(p.metrics());
+  });
+  const std::size_t n = stress_count(200'000, 5'000);
+  for (std::size_t i = 0; i < n; ++i) {
+    p.go([i] {
+      if (i % 7 == 0) throw std::runtime_error("x");
+    });
+  }
+  p.stop_and_wait();
+  done.store(true);
+  sampler.join();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.submitted, n);
+  EXPECT_EQ(m.failed, (n + 6) / 7);
+  EXPECT_EQ(m.succeeded, n - (n + 6) / 7);
+  expect_consistent(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifetime
+
+TEST(Pool, DestructorCalledFromAWorkerDoesNotDeadlockOrCrash) {
+  auto* p = new pool(with_workers(2));
+  std::atomic<bool> destroyed{false};
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 100; ++i) p->go([&] { ran.fetch_add(1); });
+  p->go([&] {
+    delete p;  // waits for the other 100, then leaves this worker to exit on its own
+    destroyed.store(true);
+  });
+  while (!destroyed.load()) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(ran.load(), 100);
+}
+
+TEST(Pool, ThousandsOfPoolsCanBeCreatedAndDestroyed) {
+  const std::size_t n = stress_count(2'000, 200);
+  long total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    pool p(with_workers(2));
+    total += p.submit([i] { return static_cast<long>(i); }).get();
+  }
+  EXPECT_EQ(total, static_cast<long>(n * (n - 1) / 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// No retention beyond execution
+
+// A capture that records when it is destroyed.
+struct destruction_witness {
+  std::atomic<bool>* destroyed;
+  explicit destruction_witness(std::atomic<bool>* d) : destroyed(d) {}
+  destruction_witness(const destruction_witness&) = delete;
+  destruction_witness(destruction_witness&& o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+  ~destruction_witness() {
+    if (destroyed != nullptr) destroyed->store(true);
+  }
+};
+
+TEST(Pool, CapturesAreDestroyedBeforeCompletionIsObservable) {
+  // Fewer workers than tasks, and a queue that never fully drains while we check.
+  pool p(with_workers(2));
+  constexpr int n = 2'000;
+  std::vector<std::atomic<bool>> destroyed(n);
+  std::vector<tidepool::task<int>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    tasks.push_back(p.submit([w = destruction_witness(&destroyed[static_cast<std::size_t>(i)]), i] { return i; }));
+  }
+  for (int i = 0; i < n; ++i) {
+    auto& t = tasks[static_cast<std::size_t>(i)];
+    if (i % 2 == 0) {
+      t.wait();
+      EXPECT_TRUE(destroyed[static_cast<std::size_t>(i)].load()) << "task " << i << ": wait() returned first";
+    } else {
+      while (!t.ready()) {
+      }
+      EXPECT_TRUE(destroyed[static_cast<std::size_t>(i)].load()) << "task " << i << ": ready() was true first";
+    }
+    EXPECT_EQ(t.get(), i);
+  }
+}
+
+// Counts live payloads: the pond issue-110 scenario.
+std::atomic<long> live_payloads{0};
+struct payload {
+  std::vector<char> bytes = std::vector<char>(1 << 20, 'x');  // 1 MiB, as in the pond report
+  payload() { live_payloads.fetch_add(1); }
+  ~payload() { live_payloads.fetch_sub(1); }
+};
+
+TEST(Pool, PondIssue110ScenarioKeepsLivePayloadsBoundedAndFreesThemAll) {
+  live_payloads.store(0);
+  const long rounds = static_cast<long>(stress_count(300, 50));
+  constexpr long tasks_per_round = 14;
+  {
+    pool p(with_workers(10));
+    std::atomic<long> bytes_read{0};
+    long peak = 0;
+    for (long r = 0; r < rounds; ++r) {
+      auto data = std::make_shared<payload>();
+      for (long t = 0; t < tasks_per_round; ++t) {
+        p.go([data, &bytes_read] { bytes_read.fetch_add(data->bytes[0] == 'x'); });
+      }
+      data.reset();
+      // Every live payload is held by at least one task that is still waiting or running.
+      const pool_metrics m = p.metrics();
+      const long live = live_payloads.load();
+      peak = std::max(peak, live);
+      EXPECT_LE(live, static_cast<long>(m.waiting + m.running)) << "round " << r << ": a finished task kept its payload";
+    }
+    p.stop_and_wait();
+    EXPECT_EQ(live_payloads.load(), 0) << "stop_and_wait returned with payloads still alive";
+    EXPECT_EQ(bytes_read.load(), rounds * tasks_per_round);
+    std::printf("%ld rounds: peak live payloads %ld\n", rounds, peak);
+  }
+}
+
+}  // namespace
