@@ -10,6 +10,11 @@
 //     task anyway, and waking more would only make them compete.
 //   * A searcher that finds a task, if it was the last searcher, wakes one more parked worker:
 //     where there was one task there are often more, and nobody else is looking.
+//   * A worker that was just woken and finds a task at once does the same if nobody is
+//     searching. Without this the chain breaks: submitters that saw a searcher did not wake
+//     anyone, the searcher woke one worker, and that worker took a task without searching, so
+//     nobody woke a third for the third task (a burst of three tasks on three workers would
+//     leave one task waiting for a busy worker while another sleeps).
 //
 // No lost wake-ups. A parking worker announces itself (parked_, seq_cst read-modify-write), then
 // looks at every queue once more before it sleeps; a submitter publishes its task (a seq_cst
@@ -88,9 +93,14 @@ bool pool_core::park(worker& w) noexcept {
   } else {
     w.counters.parks.add();
     futex_wait(wake_epoch_, epoch);
+    w.just_woken = true;
   }
   parked_.fetch_sub(1, std::memory_order_seq_cst);
   return keep_going;
+}
+
+void pool_core::pass_wake_up_on(worker& w) noexcept {
+  if (searching_.load(std::memory_order_seq_cst) == 0 && parked_.load(std::memory_order_seq_cst) > 0) wake_one(&w);
 }
 
 void pool_core::wake_one_if_needed(worker* waker) noexcept {

@@ -64,7 +64,8 @@ pool_metrics pool_core::metrics() const {
   }
   std::uint64_t started = 0;
   for (const auto& w : workers_) started += w->counters.started.read();
-  m.submitted = external_submitted_.load(std::memory_order_seq_cst);
+  const std::uint64_t external = external_.accepted();
+  m.submitted = external;
   for (const auto& w : workers_) m.submitted += w->counters.submitted.read();
   m.dropped = dropped_.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
@@ -83,7 +84,7 @@ pool_metrics pool_core::metrics() const {
   }
   m.wakeups += external_wakeups_.load(std::memory_order_relaxed);
   // Every external submission and every overflow went through the global queue.
-  m.global_pushes = external_submitted_.load(std::memory_order_relaxed) + m.overflow_pushes;
+  m.global_pushes = external + m.overflow_pushes;
 
   m.queue_segments = global_.segments_allocated();
   m.retired_segments = global_.reclamation_domain().unreclaimed();

@@ -39,10 +39,48 @@ class owned_counter {
   void add(std::uint64_t n = 1) noexcept {
     value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_release);
   }
+  // Only to take back an add() whose operation failed before anyone could see its effect.
+  void subtract(std::uint64_t n = 1) noexcept {
+    value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_release);
+  }
   [[nodiscard]] std::uint64_t read() const noexcept { return value_.load(std::memory_order_acquire); }
 
  private:
   std::atomic<std::uint64_t> value_{0};
+};
+
+// Submissions from threads outside the pool, counted in shards so that producers on different
+// threads do not fight over one cache line (each submission makes two read-modify-writes here).
+// A thread always uses the same shard; readers sum them.
+class external_submissions {
+ public:
+  static constexpr std::size_t shard_count = 16;
+
+  struct alignas(cache_line_size) shard {
+    std::atomic<std::uint64_t> accepted{0};
+    // Threads inside submit() now. A submitter still touches the pool after its task is
+    // published (hazard release, wake-up), and that task may be the one that destroys the pool:
+    // shutdown() waits for every shard to reach zero before the core can go away.
+    std::atomic<std::uint32_t> inside{0};
+  };
+
+  [[nodiscard]] shard& of_this_thread() noexcept;
+
+  // seq_cst loads: they take part in stop_and_wait's Dekker argument (submission.cpp).
+  [[nodiscard]] std::uint64_t accepted() const noexcept {
+    std::uint64_t sum = 0;
+    for (const shard& s : shards_) sum += s.accepted.load(std::memory_order_seq_cst);
+    return sum;
+  }
+  [[nodiscard]] bool anyone_inside() const noexcept {
+    for (const shard& s : shards_) {
+      if (s.inside.load(std::memory_order_acquire) != 0) return true;
+    }
+    return false;
+  }
+
+ private:
+  shard shards_[shard_count];
 };
 
 class pool_core;
@@ -72,7 +110,8 @@ struct alignas(cache_line_size) worker {
   } counters;
   std::uint64_t tick = 0;       // tasks looked for; paces the global-queue poll
   std::uint64_t rng_state;      // picks the first steal victim
-  std::size_t running_here = 0; // tasks executing on this thread now (nested by helping waits)
+  std::size_t help_depth = 0;   // helping waits nested on this thread's stack now
+  bool just_woken = false;      // parked and woken since it last looked for work
   std::thread thread;
 };
 
@@ -88,6 +127,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   // --- submission.cpp
   submit_status submit(task_node* node, bool may_block);
+  submit_status submit_from_worker(worker& self, task_node* node, bool may_block);
   void stop() noexcept;
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
 
@@ -99,6 +139,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] task_node* search(worker& w) noexcept;
   [[nodiscard]] bool park(worker& w) noexcept;
   void wake_one_if_needed(worker* waker) noexcept;
+  void pass_wake_up_on(worker& w) noexcept;
 
   // --- waiting.cpp
   void stop_and_wait();
@@ -118,8 +159,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   admission admit(worker* self, bool may_block);
   void release_slot() noexcept;
   void refuse(task_node* node) noexcept;
-  void take_back(task_node* node) noexcept;
-  void leave_external_submit() noexcept;
+  void take_back(external_submissions::shard& mine, task_node* node) noexcept;
   void schedule(worker* self, task_node* node);
   void report_unhandled(std::exception_ptr error) noexcept;
   [[nodiscard]] task_node* steal_for(worker& w) noexcept;
@@ -127,7 +167,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] bool work_visible() noexcept;
   void wake_one(worker* waker) noexcept;
   void notify_drain() noexcept;
-  [[nodiscard]] std::uint64_t unfinished() const noexcept;
+  [[nodiscard]] std::uint64_t unfinished() const noexcept;  // accepted, not finished
+  [[nodiscard]] std::uint64_t queued() const noexcept;      // accepted, not started or cancelled
+  [[nodiscard]] std::uint64_t submitted() const noexcept;
 
   const pool_options options_;
   std::vector<std::unique_ptr<worker>> workers_;
@@ -136,12 +178,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   const std::size_t max_searching_;
 
   // Shared counters: only external submissions and refusals write them.
-  alignas(cache_line_size) std::atomic<std::uint64_t> external_submitted_{0};
-  // External threads inside submit() right now. A submitter still touches the pool after its
-  // task is published (hazard release, wake-up), and that task may be the one that destroys the
-  // pool: shutdown() waits for this to reach zero before the core can go away. Same line as
-  // external_submitted_, which the same threads write anyway.
-  std::atomic<std::uint32_t> external_in_submit_{0};
+  external_submissions external_;
   alignas(cache_line_size) std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> external_wakeups_{0};
 

@@ -54,62 +54,85 @@ void pool_core::refuse(task_node* node) noexcept {
 }
 
 submit_status pool_core::submit(task_node* node, bool may_block) {
-  worker* self = worker_of_this_thread();
+  if (worker* self = worker_of_this_thread()) return submit_from_worker(*self, node, may_block);
+
+  // From outside. Announce ourselves first, before anything that may block or touch the pool:
+  // the task we are about to publish may be the one that destroys the pool, and shutdown()
+  // waits until no external thread is inside submit().
+  external_submissions::shard& mine = external_.of_this_thread();
+  mine.inside.fetch_add(1, std::memory_order_seq_cst);
+  struct leave_on_exit {
+    external_submissions::shard& shard;
+    // release: everything this submit did to the pool happens-before shutdown's acquire load.
+    ~leave_on_exit() { shard.inside.fetch_sub(1, std::memory_order_release); }
+  } leave{mine};
+
+  if (stopping_.load(std::memory_order_seq_cst)) {
+    refuse(node);
+    return submit_status::stopped;
+  }
+  const admission admitted = admit(nullptr, may_block);
+  if (admitted != admission::admitted) {
+    refuse(node);
+    return admitted == admission::full ? submit_status::full : submit_status::stopped;
+  }
+  // Count first, then check stopping, both seq_cst. stop_and_wait() sets stopping and then reads
+  // the count, so either it sees this task and waits for it, or we see the stop and take the
+  // task back.
+  mine.accepted.fetch_add(1, std::memory_order_seq_cst);
+  if (stopping_.load(std::memory_order_seq_cst)) {
+    take_back(mine, node);
+    return submit_status::stopped;
+  }
+  try {
+    schedule(nullptr, node);
+  } catch (...) {  // only std::bad_alloc, for a new queue segment
+    take_back(mine, node);
+    throw;
+  }
+  return submit_status::accepted;
+}
+
+submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool may_block) {
   if (stopping_.load(std::memory_order_acquire)) {
     refuse(node);
     return submit_status::stopped;
   }
-  const admission admitted = admit(self, may_block);
-  if (admitted == admission::full || admitted == admission::stopped) {
+  const admission admitted = admit(&self, may_block);
+  if (admitted == admission::full) {
     refuse(node);
-    return admitted == admission::full ? submit_status::full : submit_status::stopped;
+    return submit_status::full;
   }
-
-  if (self != nullptr) {
-    // A task of ours is running on this thread, so stop_and_wait cannot finish before it does,
-    // and it reads our count after the task's own finish: no fence needed against stop().
-    self->counters.submitted.add();
-    if (admitted == admission::run_inline) {
-      self->counters.inline_runs.add();
-      execute(*self, node, /*holds_slot=*/false);
-      return submit_status::accepted;
-    }
-    schedule(self, node);
+  // A task of ours is running on this thread, so stop_and_wait cannot finish before it does,
+  // and it reads our count after the task's own finish: no fence needed against stop().
+  self.counters.submitted.add();
+  if (admitted == admission::run_inline) {
+    self.counters.inline_runs.add();
+    execute(self, node, /*holds_slot=*/false);
     return submit_status::accepted;
   }
-
-  // From outside: count first, then check stopping, both seq_cst. stop_and_wait() sets stopping
-  // and then reads the count, so either it sees this task and waits for it, or we see the stop
-  // and take the task back.
-  external_in_submit_.fetch_add(1, std::memory_order_relaxed);
-  external_submitted_.fetch_add(1, std::memory_order_seq_cst);
-  submit_status status = submit_status::accepted;
-  if (stopping_.load(std::memory_order_seq_cst)) {
-    take_back(node);
-    status = submit_status::stopped;
-  } else {
-    try {
-      schedule(nullptr, node);
-    } catch (...) {  // only std::bad_alloc, for a new queue segment
-      take_back(node);
-      leave_external_submit();
-      throw;
-    }
+  try {
+    schedule(&self, node);
+  } catch (...) {  // only std::bad_alloc, for a new queue segment on overflow: take it back
+    self.counters.submitted.subtract();
+    release_slot();
+    refuse(node);
+    throw;
   }
-  leave_external_submit();
-  return status;
+  return submit_status::accepted;
 }
 
-void pool_core::take_back(task_node* node) noexcept {
-  external_submitted_.fetch_sub(1, std::memory_order_seq_cst);
+void pool_core::take_back(external_submissions::shard& mine, task_node* node) noexcept {
+  mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
   release_slot();
   refuse(node);
   notify_drain();  // a drain waiter may have counted the task
 }
 
-void pool_core::leave_external_submit() noexcept {
-  // release: everything this submit did to the pool happens-before shutdown's acquire load.
-  external_in_submit_.fetch_sub(1, std::memory_order_release);
+external_submissions::shard& external_submissions::of_this_thread() noexcept {
+  static std::atomic<std::size_t> next_shard{0};
+  thread_local const std::size_t index = next_shard.fetch_add(1, std::memory_order_relaxed) % shard_count;
+  return shards_[index];
 }
 
 // The one place that decides where an accepted task goes.

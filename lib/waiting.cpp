@@ -43,14 +43,27 @@ bool block_on(task_node* node, const std::chrono::steady_clock::time_point* dead
   return true;
 }
 
+// How deeply helping waits may nest on one worker's stack. Each helped task may itself wait and
+// help, so without a cap a pile of tasks that all wait for one slow task would nest on a single
+// stack until it overflows. Past the cap a waiting worker only runs tasks from its own deque
+// (which it must, or a parent waiting for the child it just pushed would deadlock), and
+// otherwise sleeps. 256 levels of a few hundred bytes each stay far inside an 8 MiB stack.
+constexpr std::size_t max_help_depth = 256;
+
 // Runs tasks of `w`'s pool until `done()`. When there is nothing to run, pauses, then yields,
 // then (if `sleep_on` is given) sleeps briefly on it, so a long wait does not burn a core.
 template <class Done>
 bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_point* deadline,
                 task_node* sleep_on) {
+  struct depth_guard {
+    std::size_t& depth;
+    explicit depth_guard(std::size_t& d) : depth(++d) {}
+    ~depth_guard() { --depth; }
+  } nested(w.help_depth);
+  const bool may_take_any = w.help_depth <= max_help_depth;
   int idle_rounds = 0;
   while (!done()) {
-    if (task_node* t = w.core.find_task(w)) {
+    if (task_node* t = may_take_any ? w.core.find_task(w) : w.deque.pop()) {
       w.core.execute(w, t, /*holds_slot=*/true);
       idle_rounds = 0;
       continue;
@@ -88,7 +101,10 @@ void wait_for_task(task_node* node) {
 
 bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
   if (finished(node)) return true;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  // Saturate: wait_for(nanoseconds::max()) means "forever", not an overflowed past deadline.
+  const auto deadline = timeout >= clock::time_point::max() - now ? clock::time_point::max() : now + timeout;
   if (worker* w = current_worker()) return help_until(*w, [node] { return finished(node); }, &deadline, node);
   return block_on(node, &deadline);
 }
@@ -99,9 +115,19 @@ std::uint64_t pool_core::unfinished() const noexcept {
   for (const auto& w : workers_) {
     finished_count += w->counters.succeeded.read() + w->counters.failed.read() + w->counters.cancelled.read();
   }
-  std::uint64_t submitted = external_submitted_.load(std::memory_order_seq_cst);
-  for (const auto& w : workers_) submitted += w->counters.submitted.read();
-  return submitted - finished_count;
+  return submitted() - finished_count;
+}
+
+std::uint64_t pool_core::queued() const noexcept {
+  std::uint64_t left_the_queue = 0;
+  for (const auto& w : workers_) left_the_queue += w->counters.started.read() + w->counters.cancelled.read();
+  return submitted() - left_the_queue;
+}
+
+std::uint64_t pool_core::submitted() const noexcept {
+  std::uint64_t count = external_.accepted();
+  for (const auto& w : workers_) count += w->counters.submitted.read();
+  return count;
 }
 
 void pool_core::notify_drain() noexcept {
@@ -115,9 +141,11 @@ void pool_core::stop_and_wait() {
   // notifies us, or we see its final counts below.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (worker* w = worker_of_this_thread()) {
-    // Called from one of our own tasks: that task, and those it is nested in, cannot finish
-    // while we wait. Help run the others.
-    help_until(*w, [&] { return unfinished() <= w->running_here; }, nullptr, nullptr);
+    // Called from one of our own tasks. Waiting for every task to finish could wait for
+    // ourselves, or for a task on another worker that waits for us, or that does the same
+    // thing: so from inside, we help until nothing is left in any queue, and return. Tasks
+    // still running on other workers may still be running (pool.hpp says so).
+    help_until(*w, [&] { return queued() == 0; }, nullptr, nullptr);
     return;
   }
   for (;;) {
@@ -131,7 +159,7 @@ void pool_core::shutdown() {
   stop_and_wait();
   // Submitters that are still finishing their call (or being refused) must be out before the
   // core may be destroyed. Their remaining work is a few hundred nanoseconds.
-  while (external_in_submit_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  while (external_.anyone_inside()) std::this_thread::yield();
   shutdown_.store(true, std::memory_order_seq_cst);
   wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(wake_epoch_);

@@ -2,7 +2,8 @@
 
 #include <pthread.h>  // for pthread_setname_np
 
-#include <string>  // for std::string
+#include <string>   // for std::string
+#include <utility>  // for std::exchange
 
 #include "pool_core.hpp"
 #include "tidepool/detail/futex.hpp"
@@ -41,6 +42,7 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
   this_thread_worker = w;
   for (;;) {
     task_node* t = core->find_task(*w);
+    if (t != nullptr && std::exchange(w->just_woken, false)) core->pass_wake_up_on(*w);
     if (t == nullptr) t = core->search(*w);
     if (t != nullptr) {
       core->execute(*w, t, /*holds_slot=*/true);
@@ -102,9 +104,7 @@ void pool_core::report_unhandled(std::exception_ptr error) noexcept {
 
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
   w.counters.started.add();
-  ++w.running_here;
   node->ops(node, task_op::run);  // destroys the callable and its captures, whatever happens
-  --w.running_here;
 
   const bool failed = node->error != nullptr;
   if (node->kind == task_kind::fire_and_forget && failed) {

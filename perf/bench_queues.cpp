@@ -16,14 +16,12 @@
 #include <atomic>    // for std::atomic
 #include <chrono>    // for std::chrono::steady_clock
 #include <cstdint>   // for std::uintptr_t
-#include <cstdio>    // for std::printf
-#include <cstring>   // for std::strncmp
-#include <map>       // for std::map
 #include <string>    // for std::string
 #include <thread>    // for std::thread
 #include <vector>    // for std::vector
 
 #include "queue_adapters.hpp"
+#include "bench_main.hpp"
 
 namespace {
 
@@ -125,61 +123,9 @@ BENCHMARK(BM_Queue<moodycamel_queue>)->Apply(configurations)->Name("queue/moodyc
 BENCHMARK(BM_Queue<boost_lockfree_queue>)->Apply(configurations)->Name("queue/boost_lockfree");
 BENCHMARK(BM_Queue<mutex_deque_queue>)->Apply(configurations)->Name("queue/mutex_deque");
 
-// Keeps the medians while the console reporter prints as usual, for the summary table.
-class summary_reporter : public benchmark::ConsoleReporter {
- public:
-  std::map<std::string, std::map<std::string, double>> median_rate;  // config -> queue -> Mitems/s
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Aggregate || run.aggregate_name != "median") continue;
-      const std::string name = run.run_name.function_name;  // "queue/tidepool"
-      const auto it = run.counters.find("Mitems/s");
-      if (it == run.counters.end()) continue;
-      median_rate[run.report_label][name.substr(name.find('/') + 1)] = it->second.value;
-    }
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> args;
-  bool quick = false;
-  bool repetitions_given = false;
-  for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) {
-      quick = true;
-    } else if (std::strncmp(argv[i], "--items=", 8) == 0) {
-      g_items = std::stoull(argv[i] + 8);
-    } else {
-      repetitions_given |= std::strncmp(argv[i], "--benchmark_repetitions", 23) == 0;
-      args.push_back(argv[i]);
-    }
-  }
-  if (quick) g_items = 1'000'000;
-  std::string repetitions = quick ? "--benchmark_repetitions=3" : "--benchmark_repetitions=5";
-  if (!repetitions_given) args.insert(args.begin() + 1, repetitions.data());
-  int count = static_cast<int>(args.size());
-  benchmark::Initialize(&count, args.data());
-  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
-
-  std::printf("moving %zu items per run\n", g_items);
-  summary_reporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-
-  std::printf("\nMedian throughput, Mitems/s (ratio = tidepool / peer):\n");
-  std::printf("%-6s %10s %12s %16s %13s %12s %12s %12s\n", "config", "tidepool", "moodycamel", "boost_lockfree",
-              "mutex_deque", "vs moody", "vs boost", "vs mutex");
-  for (auto& [config, rates] : reporter.median_rate) {
-    auto rate = [&](const char* q) { return rates.contains(q) ? rates.at(q) : 0.0; };
-    const double tp = rate("tidepool");
-    auto ratio = [&](const char* q) { return rate(q) > 0 ? tp / rate(q) : 0.0; };
-    std::printf("%-6s %10.2f %12.2f %16.2f %13.2f %11.2fx %11.2fx %11.2fx\n", config.c_str(), tp, rate("moodycamel"),
-                rate("boost_lockfree"), rate("mutex_deque"), ratio("moodycamel"), ratio("boost_lockfree"),
-                ratio("mutex_deque"));
-  }
-  return 0;
+  tidepool::perf::summary_reporter reporter("Mitems/s", "million items per second");
+  return tidepool::perf::benchmark_main(argc, argv, {"--items=", &g_items, 1'000'000, "moving %zu items per run"}, reporter);
 }

@@ -16,7 +16,6 @@
 namespace tidepool::perf {
 
 struct tidepool_queue {
-  static constexpr const char* name = "tidepool::segmented_queue";
   tidepool::detail::segmented_queue<std::byte> queue;
   void push(void* p) { queue.enqueue(static_cast<std::byte*>(p)); }
   bool try_pop(void*& p) {
@@ -26,14 +25,12 @@ struct tidepool_queue {
 };
 
 struct moodycamel_queue {
-  static constexpr const char* name = "moodycamel::ConcurrentQueue";
   moodycamel::ConcurrentQueue<void*> queue;
   void push(void* p) { queue.enqueue(p); }
   bool try_pop(void*& p) { return queue.try_dequeue(p); }
 };
 
 struct boost_lockfree_queue {
-  static constexpr const char* name = "boost::lockfree::queue";
   boost::lockfree::queue<void*> queue{1024};  // initial node pool; grows on demand
   void push(void* p) {
     while (!queue.push(p)) {
@@ -43,7 +40,6 @@ struct boost_lockfree_queue {
 };
 
 struct mutex_deque_queue {
-  static constexpr const char* name = "mutex+std::deque";
   std::mutex mutex;
   std::deque<void*> queue;
   void push(void* p) {

@@ -158,6 +158,38 @@ TEST_F(HazardPointers, ThreadsOutliveDomainsAndDomainsOutliveThreads) {
   survivors.clear();
 }
 
+// A thread_local constructed before the thread first used any domain is destroyed after the
+// thread's hazard-pointer exit handler; it must still be able to protect and retire (through a
+// borrowed record), and that record must go back to the domain, not leak.
+struct late_domain_user {
+  hazard_domain* domain = nullptr;
+  ~late_domain_user() {
+    if (domain == nullptr) return;
+    auto* obj = new tracked(5);
+    std::atomic<tracked*> source{obj};
+    {
+      hazard_domain::holder h(*domain);
+      EXPECT_EQ(h.protect(source)->value, 5U);
+    }
+    domain->retire(obj, &tracked::reclaim);
+  }
+};
+
+TEST_F(HazardPointers, DomainStaysUsableFromDestructorsThatRunAfterTheThreadExitHandler) {
+  hazard_domain domain;
+  std::thread([&] {
+    thread_local late_domain_user user;  // constructed before the first use of any domain
+    user.domain = &domain;
+    hazard_domain::holder first_use(domain);
+  }).join();
+  domain.reclaim_unprotected();
+  EXPECT_EQ(domain.unreclaimed(), 0U);
+  EXPECT_EQ(live_objects.load(), 0);
+  // The borrowed record went back: this thread reuses it instead of creating another.
+  hazard_domain::holder h(domain);
+  EXPECT_EQ(domain.records(), 1U);
+}
+
 // A reader protects an object and then stalls. Another thread keeps retiring: unreclaimed never
 // exceeds the bound, and the stalled reader's object stays intact.
 TEST_F(HazardPointers, StalledReaderDoesNotLetUnreclaimedGrowPastTheBound) {

@@ -392,6 +392,33 @@ TEST(Pool, WaitingInsideATaskHelpsInsteadOfDeadlockingASingleWorker) {
   EXPECT_EQ(p.submit([&] { return depth(20); }).get(), 20);
 }
 
+// Waits for a latch, but fails instead of hanging if it does not open within `limit`.
+bool arrive_and_wait_for(std::latch& latch, std::chrono::milliseconds limit) {
+  latch.count_down();
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!latch.try_wait()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+TEST(Pool, BurstOfTasksWakesEnoughParkedWorkers) {
+  // Three tasks that can only finish together (they block, not help, while they wait): each
+  // needs a worker of its own. A worker left asleep while one of them waits in a queue would
+  // stall the burst until the timeout.
+  pool p(with_workers(3));
+  const int rounds = static_cast<int>(stress_count(300, 50));
+  for (int round = 0; round < rounds; ++round) {
+    p.submit([] {}).get();
+    std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50));  // let workers settle
+    std::latch rendezvous(3);
+    std::vector<tidepool::task<bool>> tasks;
+    for (int i = 0; i < 3; ++i) tasks.push_back(p.submit([&] { return arrive_and_wait_for(rendezvous, 5000ms); }));
+    for (auto& t : tasks) ASSERT_TRUE(t.get()) << "round " << round << ": a task waited while a worker slept";
+  }
+}
+
 TEST(Pool, IdleWorkersParkAndUseAlmostNoCpu) {
   pool p(with_workers(2));
   for (int i = 0; i < 100; ++i) p.submit([] {}).get();
@@ -448,6 +475,83 @@ TEST(Pool, DestructorCalledFromAWorkerDoesNotDeadlockOrCrash) {
   });
   while (!destroyed.load()) std::this_thread::sleep_for(1ms);
   EXPECT_EQ(ran.load(), 100);
+}
+
+TEST(Pool, StopAndWaitFromInsideATaskReturnsEvenWhenOtherTasksWaitForIt) {
+  for (int round = 0; round < 50; ++round) {
+    pool p(with_workers(2));
+    std::atomic<int> ran{0};
+    // The parent waits for the child; the child (on either worker) calls stop_and_wait.
+    auto parent = p.submit([&] {
+      auto child = p.submit([&] {
+        for (int i = 0; i < 20; ++i) p.go([&] { ran.fetch_add(1); });
+        p.stop_and_wait();
+        return 1;
+      });
+      return child.get();
+    });
+    EXPECT_EQ(parent.get(), 1);
+    p.stop_and_wait();
+    EXPECT_EQ(ran.load(), 20);
+  }
+}
+
+TEST(Pool, TwoTasksCallingStopAndWaitAtOnceBothReturn) {
+  pool p(with_workers(2));
+  std::latch both(2);
+  auto a = p.submit([&] {
+    both.arrive_and_wait();
+    p.stop_and_wait();
+  });
+  auto b = p.submit([&] {
+    both.arrive_and_wait();
+    p.stop_and_wait();
+  });
+  a.get();
+  b.get();
+}
+
+TEST(Pool, HandlerMayCallStopAndWait) {
+  pool_options o = with_workers(1);
+  pool* self = nullptr;
+  o.on_unhandled_exception = [&](std::exception_ptr) { self->stop_and_wait(); };
+  pool p(o);
+  self = &p;
+  p.go([] { throw std::runtime_error("stop the pool"); });
+  p.stop_and_wait();
+  EXPECT_EQ(p.metrics().failed, 1U);
+}
+
+TEST(Pool, ManyTasksWaitingOnOneDoNotOverflowTheStack) {
+  // Every task waits for a gate task that cannot run until all of them are queued. Helping
+  // waits nest tasks on the waiting worker's stack: the nesting must be capped.
+  pool p(with_workers(2));
+  std::atomic<bool> open{false};
+  auto gate = p.submit([&] {
+    while (!open.load()) std::this_thread::sleep_for(100us);
+    return 1;
+  });
+  const int waiters = static_cast<int>(stress_count(20'000, 2'000));
+  std::atomic<int> passed{0};
+  for (int i = 0; i < waiters; ++i) {
+    p.go([&] {
+      gate.wait();
+      passed.fetch_add(1);
+    });
+  }
+  open.store(true);
+  p.stop_and_wait();
+  EXPECT_EQ(passed.load(), waiters);
+}
+
+TEST(Pool, WaitForTheLongestDurationMeansForever) {
+  pool p(with_workers(1));
+  auto t = p.submit([] {
+    std::this_thread::sleep_for(5ms);
+    return 3;
+  });
+  EXPECT_TRUE(t.wait_for(std::chrono::nanoseconds::max()));
+  EXPECT_EQ(t.get(), 3);
 }
 
 TEST(Pool, ThousandsOfPoolsCanBeCreatedAndDestroyed) {

@@ -103,9 +103,12 @@ class pool {
 
   // Refuses new tasks from now on; every task already accepted still runs. Does not wait.
   void stop();
-  // stop(), then waits until every accepted task has finished. From inside one of the pool's
-  // tasks, it helps run them and returns when only the calling task (and the tasks it is nested
-  // in) remain.
+  // stop(), then waits until every accepted task has finished.
+  // From inside one of the pool's own tasks it cannot wait for everything (the calling task, a
+  // task waiting for it, or another task doing the same would never finish): it helps run the
+  // queued tasks and returns once none is left waiting to start; tasks running on other workers
+  // may still be running. The destructor, from inside a task, then joins the other workers, so
+  // it does wait for them: do not destroy a pool from a task that another task is waiting for.
   void stop_and_wait();
   [[nodiscard]] bool stopped() const noexcept;
 

@@ -59,11 +59,10 @@ struct alignas(cache_line_size) task_node {
   std::atomic<std::uint32_t> state{outcome_pending};
   std::atomic<std::uint32_t> refs{0};
   std::exception_ptr error;
-  task_node* next_free = nullptr;  // only while in a cache
   task_kind kind = task_kind::fire_and_forget;
   bool has_result = false;  // a non-void result was stored and is not destroyed yet
 
-  static constexpr std::size_t header_size = 48;
+  static constexpr std::size_t header_size = 32;
   static constexpr std::size_t storage_size = size - header_size;
   alignas(storage_align) std::byte storage[storage_size];
 

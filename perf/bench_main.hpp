@@ -1,0 +1,57 @@
+#pragma once
+// The shared main() of the comparison programs: a `--quick` mode and one size flag on top of
+// Google Benchmark's own flags, 5 repetitions by default (3 in quick mode), and a summary table
+// of medians and ratios printed after the usual output.
+
+#include <benchmark/benchmark.h>
+
+#include <cstddef>  // for std::size_t
+#include <cstdio>   // for std::printf
+#include <cstring>  // for std::strcmp, std::strncmp, std::strlen
+#include <string>   // for std::string, std::stoull
+#include <vector>   // for std::vector
+
+#include "summary_reporter.hpp"
+
+namespace tidepool::perf {
+
+struct size_flag {
+  const char* prefix;  // e.g. "--items="
+  std::size_t* value;
+  std::size_t quick_value;
+  const char* what;  // printed before the run: "%zu items per run"
+};
+
+inline int benchmark_main(int argc, char** argv, size_flag size, summary_reporter& reporter) {
+  std::vector<char*> args;
+  bool quick = false;
+  bool repetitions_given = false;
+  bool size_given = false;
+  const std::size_t prefix_length = std::strlen(size.prefix);
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      quick = true;
+    } else if (std::strncmp(argv[i], size.prefix, prefix_length) == 0) {
+      *size.value = std::stoull(argv[i] + prefix_length);
+      size_given = true;
+    } else {
+      repetitions_given |= std::strncmp(argv[i], "--benchmark_repetitions", 23) == 0;
+      args.push_back(argv[i]);
+    }
+  }
+  if (quick && !size_given) *size.value = size.quick_value;
+  std::string repetitions = quick ? "--benchmark_repetitions=3" : "--benchmark_repetitions=5";
+  if (!repetitions_given) args.insert(args.begin() + 1, repetitions.data());
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+
+  std::printf(size.what, *size.value);
+  std::printf("\n");
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  reporter.print_table();
+  return 0;
+}
+
+}  // namespace tidepool::perf
