@@ -2,32 +2,35 @@
 //
 // A worker that finds no task becomes a *searcher*: it keeps looking for a short, bounded time
 // (pauses, then yields), because work often arrives within microseconds. Then it parks: it
-// sleeps on a futex until woken. At most half the workers (at least one) search at once, so an
-// idle pool does not have every core spinning (the rule Go's and Tokio's schedulers use).
+// sleeps on a futex word of its own until another thread wakes it. At most half the workers (at
+// least one) search at once, so an idle pool does not have every core spinning (the rule of Go's
+// and Tokio's schedulers; this file follows Tokio's design).
+//
+// State: searching_ counts searchers; unparked_ counts workers not on the sleepers list. Both
+// are written only when a worker changes state, and read by every submission, so their line is
+// almost always shared, never bounced. The sleepers list is guarded by idle_mutex_, which is
+// taken only on those transitions too.
 //
 // Who wakes whom:
-//   * A submission wakes one parked worker if nobody is searching: a searcher would find the
-//     task anyway, and waking more would only make them compete.
-//   * A searcher that finds a task, if it was the last searcher, wakes one more parked worker:
-//     where there was one task there are often more, and nobody else is looking.
-//   * A worker that was just woken and finds a task at once does the same if nobody is
-//     searching. Without this the chain breaks: submitters that saw a searcher did not wake
-//     anyone, the searcher woke one worker, and that worker took a task without searching, so
-//     nobody woke a third for the third task (a burst of three tasks on three workers would
-//     leave one task waiting for a busy worker while another sleeps).
+//   * A submission wakes a sleeper only if nobody is searching (a searcher will find the task)
+//     and somebody sleeps. The waker pops one sleeper and counts it as a searcher *before*
+//     waking it, so the next submissions see a searcher and make no wake-up call of their own:
+//     a burst of submissions costs one futex wake, not one per task.
+//   * A searcher that finds a task stops searching; if it was the last searcher it wakes one
+//     more sleeper: where there was one task there are often more, and nobody else is looking.
+//     A woken worker is a searcher, so the chain continues as long as work is found.
 //
-// No lost wake-ups. A parking worker announces itself (parked_, seq_cst read-modify-write), then
-// looks at every queue once more before it sleeps; a submitter publishes its task (a seq_cst
-// read-modify-write for the global queue, a plain store plus a seq_cst fence for a deque), then
-// reads parked_ and searching_. Each side orders its write before its read, so at least one of
-// them sees the other: either the worker finds the task, or the submitter sees the parked worker
-// and wakes it. The epoch the worker sleeps on is read before it announces itself, so a wake-up
-// that lands between the re-check and the sleep makes the futex wait return at once.
-// A searcher that gives up does the same: it stops counting as a searcher (seq_cst) and then
-// re-checks the queues in park(), so a submitter that saw it searching and did not wake anyone
-// is covered too.
+// No lost wake-ups. A parking worker leaves unparked_ (a seq_cst read-modify-write) and then
+// looks at every queue once more; a submitter publishes its task (a seq_cst read-modify-write
+// for the global queue, a store plus a seq_cst fence for a deque) and then reads searching_ and
+// unparked_. Each side orders its write before its read, so at least one sees the other: either
+// the worker finds the task and takes itself off the sleepers list, or the submitter sees a
+// sleeper and wakes it. A searcher that gives up does the same in park(), after it stopped
+// counting as a searcher, which covers submitters that saw it searching and woke nobody.
 
-#include <thread>  // for std::this_thread::yield
+#include <algorithm>  // for std::find
+#include <mutex>      // for std::lock_guard
+#include <thread>     // for std::this_thread::yield
 
 #include "pool_core.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
@@ -39,35 +42,46 @@ namespace {
 // How long a searcher looks before parking: `spin_rounds` rounds with `pauses_per_round`
 // cpu_pause between them, then `yield_rounds` rounds with a yield between them. A round looks at
 // the worker's deque, the global queue and every other deque. Tuned guess, measured in perf/:
-// about 10–50 µs in all, enough to catch a task submitted right after the last one finished,
-// short enough that an idle pool shows ~0% CPU.
+// tens of microseconds in all, enough to catch a task submitted right after the last one
+// finished, short enough that an idle pool shows ~0% CPU.
 constexpr int spin_rounds = 32;
 constexpr int pauses_per_round = 16;
 constexpr int yield_rounds = 4;
 
 }  // namespace
 
-task_node* pool_core::search(worker& w) noexcept {
-  // Become a searcher, unless enough workers already are.
+bool pool_core::try_become_searching(worker& w) noexcept {
+  if (w.searching) return true;
   std::uint32_t searchers = searching_.load(std::memory_order_relaxed);
   do {
-    if (searchers >= max_searching_) return nullptr;
+    if (2 * static_cast<std::size_t>(searchers) >= workers_.size() && searchers > 0) return false;
   } while (!searching_.compare_exchange_weak(searchers, searchers + 1, std::memory_order_seq_cst,
                                              std::memory_order_relaxed));
+  w.searching = true;
+  return true;
+}
 
-  task_node* found = nullptr;
-  for (int round = 0; round < spin_rounds + yield_rounds && found == nullptr; ++round) {
+void pool_core::stop_searching(worker& w) noexcept {
+  if (!w.searching) return;
+  w.searching = false;
+  // The last searcher to find work passes the baton: there may be more where this came from.
+  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1) notify_one(&w);
+}
+
+task_node* pool_core::search(worker& w) noexcept {
+  if (!try_become_searching(w)) return nullptr;
+  for (int round = 0; round < spin_rounds + yield_rounds; ++round) {
     if (round < spin_rounds) {
       for (int i = 0; i < pauses_per_round; ++i) cpu_pause();
     } else {
       std::this_thread::yield();
     }
-    found = find_task(w);
+    if (task_node* t = find_task(w)) {
+      stop_searching(w);
+      return t;
+    }
   }
-
-  const bool last_searcher = searching_.fetch_sub(1, std::memory_order_seq_cst) == 1;
-  if (found != nullptr && last_searcher && parked_.load(std::memory_order_seq_cst) > 0) wake_one(&w);
-  return found;
+  return nullptr;  // still counted as searching: park() ends that under the idle lock
 }
 
 bool pool_core::work_visible() noexcept {
@@ -79,43 +93,85 @@ bool pool_core::work_visible() noexcept {
 }
 
 bool pool_core::park(worker& w) noexcept {
-  const std::uint32_t epoch = wake_epoch_.load(std::memory_order_seq_cst);
-  parked_.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::lock_guard lock(idle_mutex_);
+    if (w.searching) {
+      w.searching = false;
+      searching_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    unparked_.fetch_sub(1, std::memory_order_seq_cst);
+    sleepers_.push_back(&w);
+  }
   // Pairs with stop_and_wait(): our final counts (written before) against its stopping_ flag.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
 
-  bool keep_going = true;
-  if (work_visible()) {
-    // Work arrived while we were announcing ourselves: go back to it.
-  } else if (shutdown_.load(std::memory_order_seq_cst)) {
-    keep_going = false;  // nothing left to run, and nothing more will come
-  } else {
-    w.counters.parks.add();
-    futex_wait(wake_epoch_, epoch);
-    w.just_woken = true;
+  const bool shutting_down = shutdown_.load(std::memory_order_seq_cst);
+  if (work_visible() || shutting_down) {
+    // Work arrived while we were announcing ourselves (or we are to exit): take ourselves off
+    // the list, unless a waker already did, in which case its wake-up is ours to consume.
+    bool still_listed = false;
+    {
+      std::lock_guard lock(idle_mutex_);
+      const auto it = std::find(sleepers_.begin(), sleepers_.end(), &w);
+      if (it != sleepers_.end()) {
+        sleepers_.erase(it);
+        unparked_.fetch_add(1, std::memory_order_seq_cst);
+        still_listed = true;
+      }
+    }
+    if (still_listed) return !(shutting_down && !work_visible());
   }
-  parked_.fetch_sub(1, std::memory_order_seq_cst);
-  return keep_going;
-}
 
-void pool_core::pass_wake_up_on(worker& w) noexcept {
-  if (searching_.load(std::memory_order_seq_cst) == 0 && parked_.load(std::memory_order_seq_cst) > 0) wake_one(&w);
+  w.counters.parks.add();
+  // acquire: pairs with the waker's release, so what it set for us (searching) is visible.
+  while (w.wake_word.load(std::memory_order_acquire) == 0) futex_wait(w.wake_word, 0);
+  w.wake_word.store(0, std::memory_order_relaxed);
+  return true;
 }
 
 void pool_core::wake_one_if_needed(worker* waker) noexcept {
   // Both loads are of lines written only when workers change state, so they are usually cached.
-  if (searching_.load(std::memory_order_seq_cst) == 0 && parked_.load(std::memory_order_seq_cst) > 0) wake_one(waker);
+  if (searching_.load(std::memory_order_seq_cst) == 0 &&
+      unparked_.load(std::memory_order_seq_cst) < workers_.size()) {
+    notify_one(waker);
+  }
 }
 
-void pool_core::wake_one(worker* waker) noexcept {
+void pool_core::notify_one(worker* waker) noexcept {
+  worker* sleeper = nullptr;
+  {
+    std::lock_guard lock(idle_mutex_);
+    if (searching_.load(std::memory_order_relaxed) != 0 || sleepers_.empty()) return;
+    sleeper = sleepers_.back();
+    sleepers_.pop_back();
+    // Counted as a searcher from now on, by us, so that nobody else wakes a second sleeper
+    // for the same work.
+    sleeper->searching = true;
+    searching_.fetch_add(1, std::memory_order_seq_cst);
+    unparked_.fetch_add(1, std::memory_order_seq_cst);
+  }
   if (waker != nullptr) {
     waker->counters.wakeups.add();
   } else {
     external_wakeups_.fetch_add(1, std::memory_order_relaxed);
   }
-  wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
-  futex_wake_one(wake_epoch_);
+  wake(*sleeper);
+}
+
+void pool_core::wake(worker& sleeper) noexcept {
+  sleeper.wake_word.store(1, std::memory_order_release);
+  futex_wake_one(sleeper.wake_word);
+}
+
+void pool_core::wake_all_for_shutdown() noexcept {
+  std::vector<worker*> sleepers;
+  {
+    std::lock_guard lock(idle_mutex_);
+    sleepers.swap(sleepers_);
+    unparked_.fetch_add(static_cast<std::uint32_t>(sleepers.size()), std::memory_order_seq_cst);
+  }
+  for (worker* w : sleepers) wake(*w);
 }
 
 }  // namespace tidepool::detail

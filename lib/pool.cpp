@@ -4,7 +4,6 @@
 #include <thread>     // for std::thread::hardware_concurrency
 
 #include "pool_core.hpp"
-#include "tidepool/detail/futex.hpp"
 
 namespace tidepool {
 namespace detail {
@@ -31,6 +30,8 @@ pool_core::pool_core(pool_options options)
   const std::size_t n = resolve_workers(options_.workers);
   workers_.reserve(n);
   for (std::size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
+  sleepers_.reserve(n);  // so that parking never allocates
+  unparked_.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
 }
 
 pool_core::~pool_core() = default;
@@ -45,8 +46,7 @@ void pool_core::start() {
   } catch (...) {
     // Could not start every thread: end those that did start, then report the failure.
     shutdown_.store(true, std::memory_order_seq_cst);
-    wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake_all(wake_epoch_);
+    wake_all_for_shutdown();
     for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
     throw;
   }

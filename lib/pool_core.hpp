@@ -21,6 +21,7 @@
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t, std::uint64_t
 #include <memory>   // for std::unique_ptr, std::enable_shared_from_this
+#include <mutex>    // for std::mutex
 #include <thread>   // for std::thread
 #include <vector>   // for std::vector
 
@@ -111,7 +112,10 @@ struct alignas(cache_line_size) worker {
   std::uint64_t tick = 0;       // tasks looked for; paces the global-queue poll
   std::uint64_t rng_state;      // picks the first steal victim
   std::size_t help_depth = 0;   // helping waits nested on this thread's stack now
-  bool just_woken = false;      // parked and woken since it last looked for work
+  // Counted in pool_core::searching_. Written by this worker, or by the thread that wakes it
+  // while it sleeps (under the idle lock, published through wake_word).
+  bool searching = false;
+  std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
   std::thread thread;
 };
 
@@ -139,7 +143,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] task_node* search(worker& w) noexcept;
   [[nodiscard]] bool park(worker& w) noexcept;
   void wake_one_if_needed(worker* waker) noexcept;
-  void pass_wake_up_on(worker& w) noexcept;
+  void stop_searching(worker& w) noexcept;
 
   // --- waiting.cpp
   void stop_and_wait();
@@ -165,7 +169,10 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] task_node* steal_for(worker& w) noexcept;
   [[nodiscard]] task_node* take_global(worker& w) noexcept;
   [[nodiscard]] bool work_visible() noexcept;
-  void wake_one(worker* waker) noexcept;
+  bool try_become_searching(worker& w) noexcept;
+  void notify_one(worker* waker) noexcept;
+  static void wake(worker& sleeper) noexcept;
+  void wake_all_for_shutdown() noexcept;
   void notify_drain() noexcept;
   [[nodiscard]] std::uint64_t unfinished() const noexcept;  // accepted, not finished
   [[nodiscard]] std::uint64_t queued() const noexcept;      // accepted, not started or cancelled
@@ -189,8 +196,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   // Parking (see parking.cpp). Written on idle/busy transitions only, read on every submission.
   alignas(cache_line_size) std::atomic<std::uint32_t> searching_{0};
-  std::atomic<std::uint32_t> parked_{0};
-  std::atomic<std::uint32_t> wake_epoch_{0};
+  std::atomic<std::uint32_t> unparked_{0};  // workers not on sleepers_
+  std::mutex idle_mutex_;
+  std::vector<worker*> sleepers_;  // guarded by idle_mutex_
 
   // Capacity (only with a bounded queue).
   alignas(cache_line_size) std::atomic<std::size_t> in_flight_{0};

@@ -161,8 +161,7 @@ void pool_core::shutdown() {
   // core may be destroyed. Their remaining work is a few hundred nanoseconds.
   while (external_.anyone_inside()) std::this_thread::yield();
   shutdown_.store(true, std::memory_order_seq_cst);
-  wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
-  futex_wake_all(wake_epoch_);
+  wake_all_for_shutdown();
   worker* self = worker_of_this_thread();
   for (auto& w : workers_) {
     if (w.get() == self) {

@@ -2,8 +2,7 @@
 
 #include <pthread.h>  // for pthread_setname_np
 
-#include <string>   // for std::string
-#include <utility>  // for std::exchange
+#include <string>  // for std::string
 
 #include "pool_core.hpp"
 #include "tidepool/detail/futex.hpp"
@@ -42,8 +41,11 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
   this_thread_worker = w;
   for (;;) {
     task_node* t = core->find_task(*w);
-    if (t != nullptr && std::exchange(w->just_woken, false)) core->pass_wake_up_on(*w);
-    if (t == nullptr) t = core->search(*w);
+    if (t != nullptr) {
+      core->stop_searching(*w);  // if we were woken as a searcher: pass the baton on
+    } else {
+      t = core->search(*w);
+    }
     if (t != nullptr) {
       core->execute(*w, t, /*holds_slot=*/true);
       continue;
