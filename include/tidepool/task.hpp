@@ -83,7 +83,9 @@ class task {
     } release_on_exit{n};
     switch (n->outcome()) {
       case detail::outcome_failed:
-        std::rethrow_exception(n->error);
+        // Take the exception out of the node first: the node may be released last by the worker,
+        // and the exception's last owner should be the thread that handles it.
+        std::rethrow_exception(std::exchange(n->error, nullptr));
       case detail::outcome_cancelled:
         throw task_cancelled();
       default:
