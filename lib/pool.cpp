@@ -94,6 +94,8 @@ pool_metrics pool_core::metrics() const {
 
 }  // namespace detail
 
+detail::pool_core& detail::pool_access::core(pool& p) noexcept { return *p.core_; }
+
 pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(std::move(options))) { core_->start(); }
 
 pool::~pool() { core_->shutdown(); }

@@ -8,6 +8,7 @@
 #include "pool_core.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
 #include "tidepool/detail/futex.hpp"
+#include "tidepool/detail/task_group_state.hpp"
 
 namespace tidepool::detail {
 namespace {
@@ -50,11 +51,12 @@ bool block_on(task_node* node, const std::chrono::steady_clock::time_point* dead
 // otherwise sleeps. 256 levels of a few hundred bytes each stay far inside an 8 MiB stack.
 constexpr std::size_t max_help_depth = 256;
 
-// Runs tasks of `w`'s pool until `done()`. When there is nothing to run, pauses, then yields,
-// then (if `sleep_on` is given) sleeps briefly on it, so a long wait does not burn a core.
-template <class Done>
-bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_point* deadline,
-                task_node* sleep_on) {
+// Runs tasks of `w`'s pool until `done()`. When there is nothing to run, pauses, then calls
+// `sleep_briefly(until)` (which returns early when what it waits for changes), so a long wait
+// does not burn a core. It wakes up every 200 µs to look for work again, since new tasks do not
+// wake a thread that waits here.
+template <class Done, class Sleep>
+bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_point* deadline, Sleep sleep_briefly) {
   struct depth_guard {
     std::size_t& depth;
     explicit depth_guard(std::size_t& d) : depth(++d) {}
@@ -71,25 +73,27 @@ bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_poin
     if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) return false;
     if (++idle_rounds < spins_before_blocking) {
       cpu_pause();
-    } else if (sleep_on != nullptr) {
-      // Nothing to help with: sleep on the awaited task, but wake up now and then to look for
-      // work again, since new tasks do not wake a thread that waits here.
+    } else {
       auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
       if (deadline != nullptr && *deadline < until) until = *deadline;
-      block_on(sleep_on, &until);
-    } else {
-      std::this_thread::yield();
+      sleep_briefly(until);
     }
   }
   return true;
 }
+
+auto sleep_on_task(task_node* node) {
+  return [node](std::chrono::steady_clock::time_point until) { block_on(node, &until); };
+}
+
+void yield_until(std::chrono::steady_clock::time_point) { std::this_thread::yield(); }
 
 }  // namespace
 
 void wait_for_task(task_node* node) {
   if (finished(node)) return;
   if (worker* w = current_worker()) {
-    help_until(*w, [node] { return finished(node); }, nullptr, node);
+    help_until(*w, [node] { return finished(node); }, nullptr, sleep_on_task(node));
     return;
   }
   for (int i = 0; i < spins_before_blocking; ++i) {
@@ -105,8 +109,23 @@ bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
   const auto now = clock::now();
   // Saturate: wait_for(nanoseconds::max()) means "forever", not an overflowed past deadline.
   const auto deadline = timeout >= clock::time_point::max() - now ? clock::time_point::max() : now + timeout;
-  if (worker* w = current_worker()) return help_until(*w, [node] { return finished(node); }, &deadline, node);
+  if (worker* w = current_worker()) return help_until(*w, [node] { return finished(node); }, &deadline, sleep_on_task(node));
   return block_on(node, &deadline);
+}
+
+void wait_for_group(task_group_state& group) {
+  if (group.done()) return;
+  if (worker* w = current_worker()) {
+    help_until(
+        *w, [&group] { return group.done(); }, nullptr,
+        [&group](std::chrono::steady_clock::time_point until) {
+          const std::chrono::nanoseconds limit = until - std::chrono::steady_clock::now();
+          group.block_until_done(&limit);
+        });
+    return;
+  }
+  for (int i = 0; i < spins_before_blocking && !group.done(); ++i) cpu_pause();
+  group.block_until_done();
 }
 
 std::uint64_t pool_core::unfinished() const noexcept {
@@ -145,7 +164,7 @@ void pool_core::stop_and_wait() {
     // ourselves, or for a task on another worker that waits for us, or that does the same
     // thing: so from inside, we help until nothing is left in any queue, and return. Tasks
     // still running on other workers may still be running (pool.hpp says so).
-    help_until(*w, [&] { return queued() == 0; }, nullptr, nullptr);
+    help_until(*w, [&] { return queued() == 0; }, nullptr, yield_until);
     return;
   }
   for (;;) {

@@ -6,6 +6,7 @@
 
 #include "pool_core.hpp"
 #include "tidepool/detail/futex.hpp"
+#include "tidepool/detail/task_group_state.hpp"
 
 namespace tidepool::detail {
 namespace {
@@ -104,26 +105,54 @@ void pool_core::report_unhandled(std::exception_ptr error) noexcept {
   }
 }
 
+namespace {
+
+// Makes the outcome visible to the handle (or the fork-join spawner) and wakes it if it sleeps.
+// For a fork-join job this is the last touch of the node, which lives on the spawner's stack:
+// the wake-up passes only the word's address to the kernel.
+void publish(task_node* node, std::uint32_t outcome) noexcept {
+  // release: the result (or exception) stored by `run` happens-before the waiter's acquire.
+  const std::uint32_t before = node->state.exchange(outcome, std::memory_order_acq_rel);
+  if ((before & waiter_bit) != 0) futex_wake_all(node->state);
+}
+
+}  // namespace
+
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
+  if (node->kind == task_kind::fork_join_job) {
+    // Not a submitted task: not counted, holds no slot, owned by the spawner's stack frame.
+    node->ops(node, task_op::run);
+    publish(node, node->error != nullptr ? outcome_failed : outcome_succeeded);
+    return;
+  }
+  task_group_state* const group = node->group;
+  if (group != nullptr && group->cancelled()) {
+    // Skipped: its group failed or was stopped before it started.
+    node->ops(node, task_op::cancel);
+    w.counters.cancelled.add();
+    if (holds_slot) release_slot();
+    if (node->kind == task_kind::with_handle) publish(node, outcome_cancelled);
+    release_task_node(node);
+    group->task_finished();  // last: the group's owner may return and destroy it
+    return;
+  }
+
   w.counters.started.add();
   node->ops(node, task_op::run);  // destroys the callable and its captures, whatever happens
 
   const bool failed = node->error != nullptr;
-  if (node->kind == task_kind::fire_and_forget && failed) {
+  if (failed && group != nullptr) {
+    group->record_failure(node->error);  // the first one cancels the group
+  } else if (failed && node->kind == task_kind::fire_and_forget) {
     report_unhandled(node->error);
-    node->error = nullptr;
   }
+  if (node->kind == task_kind::fire_and_forget) node->error = nullptr;
   // Count before publishing, so whoever observes the completion also sees it counted.
   (failed ? w.counters.failed : w.counters.succeeded).add();
   if (holds_slot) release_slot();
-
-  if (node->kind == task_kind::with_handle) {
-    // release: the result (or exception) stored by `run` happens-before the waiter's acquire.
-    const std::uint32_t before =
-        node->state.exchange(failed ? outcome_failed : outcome_succeeded, std::memory_order_acq_rel);
-    if ((before & waiter_bit) != 0) futex_wake_all(node->state);
-  }
+  if (node->kind == task_kind::with_handle) publish(node, failed ? outcome_failed : outcome_succeeded);
   release_task_node(node);
+  if (group != nullptr) group->task_finished();  // last: the group's owner may return and destroy it
 }
 
 }  // namespace tidepool::detail

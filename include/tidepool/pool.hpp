@@ -56,8 +56,11 @@ struct pool_options {
   std::string name = "tidepool";
 };
 
+class task_group;
+
 namespace detail {
 class pool_core;
+struct pool_access;
 enum class submit_status { accepted, stopped, full };
 template <class F>
 using task_result_t = std::invoke_result_t<std::decay_t<F>>;
@@ -116,11 +119,21 @@ class pool {
   [[nodiscard]] std::size_t workers() const noexcept;
 
  private:
+  friend class task_group;
+  friend struct detail::pool_access;
+
   // On refusal the node is destroyed here and the refusal counted.
   detail::submit_status submit_node(detail::task_node* node, bool may_block);
   static void throw_if_refused(detail::submit_status status);
 
   std::shared_ptr<detail::pool_core> core_;
 };
+
+namespace detail {
+// For tidepool's own internals (fork-join, groups) to reach the scheduler behind a pool.
+struct pool_access {
+  static pool_core& core(pool& p) noexcept;
+};
+}  // namespace detail
 
 }  // namespace tidepool

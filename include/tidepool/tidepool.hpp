@@ -2,7 +2,9 @@
 // tidepool: a lock-free work-stealing task scheduler that never keeps a finished task alive.
 // This header brings in the whole public API.
 
-#include "tidepool/errors.hpp"   // for error, pool_stopped, queue_full, task_cancelled
-#include "tidepool/metrics.hpp"  // for pool_metrics
-#include "tidepool/pool.hpp"     // for pool, pool_options, unbounded
-#include "tidepool/task.hpp"     // for task
+#include "tidepool/errors.hpp"      // for error, pool_stopped, queue_full, task_cancelled
+#include "tidepool/fork_join.hpp"   // for parallel_invoke, parallel_for, parallel_reduce
+#include "tidepool/metrics.hpp"     // for pool_metrics
+#include "tidepool/pool.hpp"        // for pool, pool_options, unbounded
+#include "tidepool/task.hpp"        // for task
+#include "tidepool/task_group.hpp"  // for task_group

@@ -1,0 +1,101 @@
+#pragma once
+// tidepool::task_group — tasks that are waited for together and fail together (pond's group,
+// with its context cancellation).
+//
+//   tidepool::task_group g{pool};
+//   auto size = g.submit([&] { return fetch(a); });              // task<std::size_t>
+//   g.go([&](std::stop_token stop) { crawl(b, stop); });         // may take the group's token
+//   g.wait();   // waits for all, running ones included; rethrows the first failure
+//
+// Semantics:
+//   * The first task to throw cancels the group: its tasks that have not started are skipped,
+//     counted `cancelled` in the pool's metrics, and their handles throw task_cancelled. Running
+//     tasks see stop_requested() on their std::stop_token and may return early. wait() still
+//     waits for them, then rethrows that first exception (the first by time of failure).
+//   * stop() cancels the group the same way without a failure. Cancellation is final: tasks
+//     submitted to a cancelled group are accepted and then skipped.
+//   * wait() on an empty group returns at once. Called from inside a task of the pool, wait()
+//     helps (runs other tasks) instead of blocking, so nested groups never deadlock.
+//   * Submitting through a group to a stopped pool throws pool_stopped, as pool::submit does.
+//   * The destructor waits for the group's tasks (without rethrowing): tasks may refer to the
+//     group's frame.
+//   * A go() task's exception is the group's failure: wait() rethrows it; it does not reach the
+//     pool's on_unhandled_exception.
+
+#include <stop_token>   // for std::stop_token
+#include <type_traits>  // for std::is_invocable_v, std::invoke_result_t
+#include <utility>      // for std::forward, std::move
+
+#include "tidepool/detail/task_group_state.hpp"
+#include "tidepool/detail/task_node.hpp"
+#include "tidepool/pool.hpp"
+#include "tidepool/task.hpp"
+
+namespace tidepool {
+
+namespace detail {
+void wait_for_group(task_group_state& group);  // helps when called on a worker (lib/waiting.cpp)
+
+// A callable that takes the group's stop token is bound to it here, so the scheduler only ever
+// sees callables without arguments.
+template <class F>
+auto bind_stop_token(F&& f, task_group_state& group) {
+  using fn = std::decay_t<F>;
+  if constexpr (std::is_invocable_v<fn, std::stop_token>) {
+    return [f = fn(std::forward<F>(f)), token = group.token()]() mutable { return std::invoke(std::move(f), token); };
+  } else {
+    return fn(std::forward<F>(f));
+  }
+}
+}  // namespace detail
+
+class task_group {
+ public:
+  explicit task_group(pool& p) noexcept : pool_(p) {}
+  ~task_group() { detail::wait_for_group(state_); }
+
+  task_group(const task_group&) = delete;
+  task_group& operator=(const task_group&) = delete;
+
+  template <class F>
+  [[nodiscard]] auto submit(F&& f) {
+    auto bound = detail::bind_stop_token(std::forward<F>(f), state_);
+    using result = std::invoke_result_t<decltype(bound)>;
+    detail::task_node* n =
+        detail::make_task_node<decltype(bound), result>(std::move(bound), detail::task_kind::with_handle);
+    add(n);
+    return detail::task_access<result>::make(n);
+  }
+
+  template <class F>
+  void go(F&& f) {
+    auto bound = detail::bind_stop_token(std::forward<F>(f), state_);
+    add(detail::make_task_node<decltype(bound), void>(std::move(bound), detail::task_kind::fire_and_forget));
+  }
+
+  // Waits for every task of the group, then rethrows the group's first failure, if any.
+  void wait() {
+    detail::wait_for_group(state_);
+    if (state_.first_failure()) std::rethrow_exception(state_.first_failure());
+  }
+
+  void stop() noexcept { state_.cancel(); }
+  [[nodiscard]] bool stopped() const noexcept { return state_.cancelled(); }
+  [[nodiscard]] std::stop_token get_stop_token() { return state_.token(); }
+
+ private:
+  void add(detail::task_node* n) {
+    n->group = &state_;
+    state_.task_added();
+    const detail::submit_status status = pool_.submit_node(n, /*may_block=*/true);
+    if (status != detail::submit_status::accepted) {
+      state_.task_finished();  // it never ran; the pool already destroyed and counted it
+      pool::throw_if_refused(status);
+    }
+  }
+
+  pool& pool_;
+  detail::task_group_state state_;
+};
+
+}  // namespace tidepool

@@ -1,0 +1,203 @@
+// tidepool::task_group — pond's groups: wait for all, first failure cancels the rest, stop
+// tokens, helping waits inside tasks.
+
+#include "tidepool/task_group.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>     // for std::atomic
+#include <chrono>     // for std::chrono
+#include <functional> // for std::function
+#include <latch>      // for std::latch
+#include <stdexcept>  // for std::runtime_error
+#include <thread>     // for std::this_thread
+#include <vector>     // for std::vector
+
+#include "stress_config.hpp"
+#include "tidepool/pool.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tidepool::pool;
+using tidepool::pool_options;
+using tidepool::task_group;
+
+pool_options with_workers(std::size_t n) {
+  pool_options o;
+  o.workers = n;
+  return o;
+}
+
+TEST(TaskGroup, EmptyGroupWaitReturnsAtOnce) {
+  pool p(with_workers(2));
+  task_group g(p);
+  g.wait();
+  SUCCEED();
+}
+
+TEST(TaskGroup, ResultsArriveByHandleInSubmissionOrder) {
+  pool p(with_workers(2));
+  task_group g(p);
+  std::vector<tidepool::task<int>> handles;
+  for (int i = 0; i < 100; ++i) handles.push_back(g.submit([i] { return i * i; }));
+  g.wait();
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(handles[static_cast<std::size_t>(i)].get(), i * i);
+}
+
+TEST(TaskGroup, WaitWaitsForRunningTasks) {
+  pool p(with_workers(2));
+  task_group g(p);
+  std::atomic<bool> finished{false};
+  g.go([&] {
+    std::this_thread::sleep_for(30ms);
+    finished.store(true);
+  });
+  g.wait();
+  EXPECT_TRUE(finished.load());
+}
+
+TEST(TaskGroup, FirstFailureIsRethrownAndUnstartedTasksAreCancelled) {
+  pool p(with_workers(1));  // one worker: tasks queued behind the failing one have not started
+  task_group g(p);
+  std::latch release(1);
+  g.go([&] {
+    release.wait();
+    throw std::runtime_error("first");
+  });
+  std::atomic<int> ran{0};
+  std::vector<tidepool::task<int>> later;
+  for (int i = 0; i < 10; ++i) {
+    later.push_back(g.submit([&] {
+      ran.fetch_add(1);
+      return 1;
+    }));
+  }
+  release.count_down();
+  EXPECT_THROW(g.wait(), std::runtime_error);
+  EXPECT_EQ(ran.load(), 0);
+  for (auto& t : later) EXPECT_THROW(t.get(), tidepool::task_cancelled);
+  p.stop_and_wait();
+  const auto m = p.metrics();
+  EXPECT_EQ(m.failed, 1U);
+  EXPECT_EQ(m.cancelled, 10U);
+  EXPECT_EQ(m.submitted, m.succeeded + m.failed + m.cancelled);
+}
+
+TEST(TaskGroup, FailureOfTheLastTaskIsReported) {
+  pool p(with_workers(2));
+  task_group g(p);
+  for (int i = 0; i < 50; ++i) g.go([] {});
+  g.go([] { throw std::logic_error("last"); });
+  EXPECT_THROW(g.wait(), std::logic_error);
+}
+
+TEST(TaskGroup, TheFirstFailureByTimeWins) {
+  pool p(with_workers(2));
+  task_group g(p);
+  std::latch first_failed(1);
+  g.go([&] {
+    std::this_thread::sleep_for(1ms);
+    first_failed.count_down();
+    throw std::runtime_error("early");
+  });
+  g.go([&] {
+    first_failed.wait();
+    std::this_thread::sleep_for(5ms);
+    throw std::logic_error("late");
+  });
+  EXPECT_THROW(g.wait(), std::runtime_error);
+}
+
+TEST(TaskGroup, RunningTasksSeeTheStopToken) {
+  pool p(with_workers(2));
+  task_group g(p);
+  std::latch started(1);
+  std::atomic<bool> saw_stop{false};
+  g.go([&](std::stop_token token) {
+    started.count_down();
+    while (!token.stop_requested()) std::this_thread::sleep_for(100us);
+    saw_stop.store(true);
+  });
+  started.wait();
+  g.stop();
+  g.wait();
+  EXPECT_TRUE(saw_stop.load());
+  EXPECT_TRUE(g.get_stop_token().stop_requested());
+}
+
+TEST(TaskGroup, FailureRequestsStopOnTheGroupsToken) {
+  pool p(with_workers(2));
+  task_group g(p);
+  std::latch running(1);
+  std::atomic<bool> saw_stop{false};
+  g.go([&](std::stop_token token) {
+    running.count_down();
+    while (!token.stop_requested()) std::this_thread::sleep_for(100us);
+    saw_stop.store(true);
+  });
+  running.wait();
+  g.go([] { throw std::runtime_error("cancel the others"); });
+  EXPECT_THROW(g.wait(), std::runtime_error);
+  EXPECT_TRUE(saw_stop.load());
+}
+
+TEST(TaskGroup, SubmittingToAStoppedPoolThrowsPoolStopped) {
+  pool p(with_workers(1));
+  p.stop();
+  task_group g(p);
+  EXPECT_THROW(g.go([] {}), tidepool::pool_stopped);
+  EXPECT_THROW(static_cast<void>(g.submit([] { return 1; })), tidepool::pool_stopped);
+  g.wait();  // nothing pending
+}
+
+int nested_depth(pool& p, int depth) {
+  if (depth == 0) return 0;
+  task_group g(p);
+  auto inner = g.submit([&p, depth] { return nested_depth(p, depth - 1); });
+  g.wait();
+  return inner.get() + 1;
+}
+
+TEST(TaskGroup, GroupsNestTwentyLevelsDeepOnOneWorker) {
+  pool p(with_workers(1));
+  EXPECT_EQ(p.submit([&] { return nested_depth(p, 20); }).get(), 20);
+}
+
+TEST(TaskGroup, GroupsNestTwentyLevelsDeepOnTwoWorkers) {
+  pool p(with_workers(2));
+  EXPECT_EQ(p.submit([&] { return nested_depth(p, 20); }).get(), 20);
+}
+
+long group_fib(pool& p, int n) {
+  if (n < 2) return n;
+  task_group g(p);
+  long a = 0;
+  g.go([&] { a = group_fib(p, n - 1); });
+  const long b = group_fib(p, n - 2);
+  g.wait();
+  return a + b;
+}
+
+TEST(TaskGroup, RecursiveFibWithAGroupPerCallOnOneAndTwoWorkers) {
+  const int n = tidepool::testing::stress_scale() < 1 ? 18 : 25;
+  const long expected = n == 18 ? 2584 : 75025;
+  for (std::size_t workers : {1U, 2U}) {
+    pool p(with_workers(workers));
+    EXPECT_EQ(p.submit([&] { return group_fib(p, n); }).get(), expected) << workers << " workers";
+  }
+}
+
+TEST(TaskGroup, ManyGroupsFromOutsideThePoolAreExact) {
+  pool p(with_workers(2));
+  std::atomic<long> total{0};
+  const int groups = static_cast<int>(tidepool::testing::stress_count(500, 50));
+  for (int i = 0; i < groups; ++i) {
+    task_group g(p);
+    for (int t = 0; t < 20; ++t) g.go([&] { total.fetch_add(1); });
+    g.wait();
+    ASSERT_EQ(total.load(), static_cast<long>(i + 1) * 20);
+  }
+}
+
+}  // namespace
