@@ -104,13 +104,13 @@ detail::submit_status pool::submit_node(detail::task_node* node, bool may_block)
   return core_->submit(node, may_block);
 }
 
-void pool::throw_if_refused(detail::submit_status status) {
+void detail::throw_if_refused(submit_status status) {
   switch (status) {
-    case detail::submit_status::accepted:
+    case submit_status::accepted:
       return;
-    case detail::submit_status::stopped:
+    case submit_status::stopped:
       throw pool_stopped();
-    case detail::submit_status::full:
+    case submit_status::full:
       throw queue_full();
   }
 }

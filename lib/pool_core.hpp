@@ -132,6 +132,14 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // --- submission.cpp
   submit_status submit(task_node* node, bool may_block);
   submit_status submit_from_worker(worker& self, task_node* node, bool may_block);
+  // For subpools: count a task they accepted as submitted here too; false (nothing counted) if
+  // this pool is stopping. uncount_accepted takes a count back whose task never got queued.
+  [[nodiscard]] bool count_accepted(worker* self) noexcept;
+  void uncount_accepted(worker* self) noexcept;
+  void count_dropped() noexcept { dropped_.fetch_add(1, std::memory_order_relaxed); }
+  // An internal job (a subpool's runner): placed like a task, never counted or refused.
+  void schedule_internal(task_node* job) { schedule(worker_of_this_thread(), job); }
+  [[nodiscard]] const pool_options& options() const noexcept { return options_; }
   void stop() noexcept;
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
 

@@ -122,6 +122,33 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
   return submit_status::accepted;
 }
 
+bool pool_core::count_accepted(worker* self) noexcept {
+  if (self != nullptr) {
+    // As in submit_from_worker: the running task keeps stop_and_wait from finishing first.
+    if (stopping_.load(std::memory_order_acquire)) return false;
+    self->counters.submitted.add();
+    return true;
+  }
+  // As in submit: count, then check, both seq_cst, against stop_and_wait's set-then-read.
+  external_submissions::shard& mine = external_.of_this_thread();
+  mine.accepted.fetch_add(1, std::memory_order_seq_cst);
+  if (stopping_.load(std::memory_order_seq_cst)) {
+    mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
+    notify_drain();
+    return false;
+  }
+  return true;
+}
+
+void pool_core::uncount_accepted(worker* self) noexcept {
+  if (self != nullptr) {
+    self->counters.submitted.subtract();
+  } else {
+    external_.of_this_thread().accepted.fetch_sub(1, std::memory_order_seq_cst);
+    notify_drain();
+  }
+}
+
 void pool_core::take_back(external_submissions::shard& mine, task_node* node) noexcept {
   mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
   release_slot();

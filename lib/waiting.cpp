@@ -8,7 +8,7 @@
 #include "pool_core.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
 #include "tidepool/detail/futex.hpp"
-#include "tidepool/detail/task_group_state.hpp"
+#include "tidepool/detail/pending_count.hpp"
 
 namespace tidepool::detail {
 namespace {
@@ -113,19 +113,19 @@ bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
   return block_on(node, &deadline);
 }
 
-void wait_for_group(task_group_state& group) {
-  if (group.done()) return;
+void wait_until_done(pending_count& pending) {
+  if (pending.done()) return;
   if (worker* w = current_worker()) {
     help_until(
-        *w, [&group] { return group.done(); }, nullptr,
-        [&group](std::chrono::steady_clock::time_point until) {
+        *w, [&pending] { return pending.done(); }, nullptr,
+        [&pending](std::chrono::steady_clock::time_point until) {
           const std::chrono::nanoseconds limit = until - std::chrono::steady_clock::now();
-          group.block_until_done(&limit);
+          pending.block_until_done(&limit);
         });
     return;
   }
-  for (int i = 0; i < spins_before_blocking && !group.done(); ++i) cpu_pause();
-  group.block_until_done();
+  for (int i = 0; i < spins_before_blocking && !pending.done(); ++i) cpu_pause();
+  pending.block_until_done();
 }
 
 std::uint64_t pool_core::unfinished() const noexcept {

@@ -2,9 +2,13 @@
 
 #include <pthread.h>  // for pthread_setname_np
 
-#include <string>  // for std::string
+#include <algorithm>  // for std::min, std::max
+#include <array>      // for std::array
+#include <cstdlib>    // for std::abort
+#include <string>     // for std::string
 
 #include "pool_core.hpp"
+#include "subpool_core.hpp"
 #include "tidepool/detail/futex.hpp"
 #include "tidepool/detail/task_group_state.hpp"
 
@@ -18,6 +22,11 @@ thread_local worker* this_thread_worker = nullptr;
 // starve. Go's scheduler uses 61 for the same purpose: prime, so it does not fall into step with
 // periodic task patterns, and rare enough that the deque keeps its LIFO cache locality.
 constexpr std::uint64_t global_queue_interval = 61;
+
+// How many tasks a worker takes from the global queue at once. Tokio takes up to half its local
+// queue; we take fewer, so one worker does not sit on a burst while others are still waking up
+// (they can steal from its deque, but stealing costs more than taking from the global queue).
+constexpr std::size_t global_batch = 32;
 
 // How many times a thief retries a victim that it lost a race on before moving to the next one:
 // a lost race means the victim had work a moment ago.
@@ -59,9 +68,19 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
 }
 
 task_node* pool_core::take_global(worker& w) noexcept {
-  task_node* t = global_.try_dequeue();
-  if (t != nullptr) w.counters.global_pops.add();
-  return t;
+  // Take a batch: one claim on the global queue instead of one per task (see try_dequeue_bulk).
+  // The first task runs now; the rest go onto our deque, pushed newest first so that our LIFO
+  // pops run them in queue order, and where idle workers can steal them.
+  std::array<task_node*, global_batch> batch;
+  const std::size_t room = w.deque.capacity() - w.deque.size_estimate();
+  const std::size_t count = global_.try_dequeue_bulk(batch.data(), std::min(batch.size(), std::max<std::size_t>(room, 1)));
+  if (count == 0) return nullptr;
+  w.counters.global_pops.add(count);
+  for (std::size_t i = count - 1; i > 0; --i) {
+    if (!w.deque.push(batch[i])) std::abort();  // cannot happen: we counted the room, and only we push
+  }
+  if (count > 1) wake_one_if_needed(&w);  // more than we can run at once: maybe someone can help
+  return batch[0];
 }
 
 task_node* pool_core::steal_for(worker& w) noexcept {
@@ -92,7 +111,12 @@ task_node* pool_core::find_task(worker& w) noexcept {
   if (++w.tick % global_queue_interval == 0) {
     if (task_node* t = take_global(w)) return t;
   }
-  if (task_node* t = w.deque.pop()) return t;
+  // The empty check first: pop on an empty deque still pays its full fence, and a worker whose
+  // tasks come from the global queue would pay it for every task. Only we push, so "empty" here
+  // cannot be wrong in the direction that matters.
+  if (!w.deque.empty_estimate()) {
+    if (task_node* t = w.deque.pop()) return t;
+  }
   if (task_node* t = take_global(w)) return t;
   return steal_for(w);
 }
@@ -116,6 +140,13 @@ void publish(task_node* node, std::uint32_t outcome) noexcept {
   if ((before & waiter_bit) != 0) futex_wake_all(node->state);
 }
 
+// The last touches of a finished task: its group and its subpool may be destroyed by their
+// owners as soon as these return. The group first: a group never outlives its pool or subpool.
+void finish_owners(task_group_state* group, subpool_core* sub) noexcept {
+  if (group != nullptr) group->task_finished();
+  if (sub != nullptr) sub->task_done();
+}
+
 }  // namespace
 
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
@@ -125,19 +156,28 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
     publish(node, node->error != nullptr ? outcome_failed : outcome_succeeded);
     return;
   }
+  if (node->kind == task_kind::subpool_runner) {
+    // Internal: runs one task of a subpool (which counts that task itself), holds no slot.
+    node->ops(node, task_op::run);
+    release_task_node(node);
+    return;
+  }
   task_group_state* const group = node->group;
+  subpool_core* const sub = node->sub;
   if (group != nullptr && group->cancelled()) {
     // Skipped: its group failed or was stopped before it started.
     node->ops(node, task_op::cancel);
     w.counters.cancelled.add();
+    if (sub != nullptr) sub->on_cancelled();
     if (holds_slot) release_slot();
     if (node->kind == task_kind::with_handle) publish(node, outcome_cancelled);
     release_task_node(node);
-    group->task_finished();  // last: the group's owner may return and destroy it
+    finish_owners(group, sub);
     return;
   }
 
   w.counters.started.add();
+  if (sub != nullptr) sub->on_started();
   node->ops(node, task_op::run);  // destroys the callable and its captures, whatever happens
 
   const bool failed = node->error != nullptr;
@@ -149,10 +189,11 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
   if (node->kind == task_kind::fire_and_forget) node->error = nullptr;
   // Count before publishing, so whoever observes the completion also sees it counted.
   (failed ? w.counters.failed : w.counters.succeeded).add();
+  if (sub != nullptr) sub->on_finished(failed);
   if (holds_slot) release_slot();
   if (node->kind == task_kind::with_handle) publish(node, failed ? outcome_failed : outcome_succeeded);
   release_task_node(node);
-  if (group != nullptr) group->task_finished();  // last: the group's owner may return and destroy it
+  finish_owners(group, sub);
 }
 
 }  // namespace tidepool::detail

@@ -59,6 +59,23 @@ TEST(SegmentedQueue, InterleavedEnqueueAndDequeueKeepOrder) {
   EXPECT_EQ(queue.try_dequeue(), nullptr);
 }
 
+TEST(SegmentedQueue, BulkDequeueKeepsOrderAndStopsAtSegmentEnds) {
+  queue_of_ints<8> queue;
+  int* out[5] = {};
+  EXPECT_EQ(queue.try_dequeue_bulk(out, 5), 0U) << "empty";
+  std::vector<int> values(20);
+  for (int& v : values) queue.enqueue(&v);
+  std::size_t next = 0;
+  while (next < values.size()) {
+    const std::size_t n = queue.try_dequeue_bulk(out, 5);
+    ASSERT_GT(n, 0U);
+    ASSERT_LE(n, 5U);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], &values[next++]);
+  }
+  EXPECT_EQ(queue.try_dequeue_bulk(out, 5), 0U);
+  EXPECT_EQ(queue.referenced_items_for_testing(), 0U);
+}
+
 TEST(SegmentedQueue, DequeuedItemsAreNoLongerReferenced) {
   queue_of_ints<16> queue;
   std::vector<int> values(100);
@@ -113,14 +130,26 @@ void stress_exactly_once_and_fifo(int producers, int consumers, std::size_t per_
       std::vector<std::size_t> next_expected(static_cast<std::size_t>(producers), 0);
       std::size_t violations = 0;
       std::size_t peak = 0;
+      item* batch[7];
+      bool bulk = false;
       while (consumed.load(std::memory_order_relaxed) < total) {
-        item* it = queue.try_dequeue();
-        if (it == nullptr) continue;
-        auto& expected = next_expected[static_cast<std::size_t>(it->producer)];
-        violations += it->sequence < expected;
-        expected = it->sequence + 1;
-        deliveries[static_cast<std::size_t>(it->producer) * per_producer + it->sequence].fetch_add(1);
-        consumed.fetch_add(1, std::memory_order_relaxed);
+        // Alternate single and bulk dequeues, so both race with each other and with producers.
+        bulk = !bulk;
+        std::size_t n = 0;
+        if (bulk) {
+          n = queue.try_dequeue_bulk(batch, 7);
+        } else if ((batch[0] = queue.try_dequeue()) != nullptr) {
+          n = 1;
+        }
+        for (std::size_t b = 0; b < n; ++b) {
+          item* it = batch[b];
+          auto& expected = next_expected[static_cast<std::size_t>(it->producer)];
+          violations += it->sequence < expected;
+          expected = it->sequence + 1;
+          deliveries[static_cast<std::size_t>(it->producer) * per_producer + it->sequence].fetch_add(1);
+        }
+        if (n == 0) continue;
+        consumed.fetch_add(n, std::memory_order_relaxed);
         const std::size_t unreclaimed = queue.reclamation_domain().unreclaimed();
         peak = std::max(peak, unreclaimed);
         if (unreclaimed > queue.reclamation_domain().unreclaimed_bound()) bound_violations.fetch_add(1);

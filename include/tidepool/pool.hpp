@@ -62,6 +62,7 @@ namespace detail {
 class pool_core;
 struct pool_access;
 enum class submit_status { accepted, stopped, full };
+void throw_if_refused(submit_status status);  // pool_stopped or queue_full
 template <class F>
 using task_result_t = std::invoke_result_t<std::decay_t<F>>;
 }  // namespace detail
@@ -84,7 +85,7 @@ class pool {
   [[nodiscard]] auto submit(F&& f) -> task<detail::task_result_t<F>> {
     using result = detail::task_result_t<F>;
     detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
-    throw_if_refused(submit_node(n, /*may_block=*/true));
+    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
     return detail::task_access<result>::make(n);
   }
 
@@ -101,7 +102,7 @@ class pool {
   template <class F>
   void go(F&& f) {
     detail::task_node* n = detail::make_task_node<std::decay_t<F>, void>(std::forward<F>(f), detail::task_kind::fire_and_forget);
-    throw_if_refused(submit_node(n, /*may_block=*/true));
+    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
   }
 
   // Refuses new tasks from now on; every task already accepted still runs. Does not wait.
@@ -120,11 +121,11 @@ class pool {
 
  private:
   friend class task_group;
+  friend class subpool;
   friend struct detail::pool_access;
 
   // On refusal the node is destroyed here and the refusal counted.
   detail::submit_status submit_node(detail::task_node* node, bool may_block);
-  static void throw_if_refused(detail::submit_status status);
 
   std::shared_ptr<detail::pool_core> core_;
 };

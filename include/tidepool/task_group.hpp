@@ -2,7 +2,7 @@
 // tidepool::task_group — tasks that are waited for together and fail together (pond's group,
 // with its context cancellation).
 //
-//   tidepool::task_group g{pool};
+//   tidepool::task_group g{pool};                                 // or g{subpool}
 //   auto size = g.submit([&] { return fetch(a); });              // task<std::size_t>
 //   g.go([&](std::stop_token stop) { crawl(b, stop); });         // may take the group's token
 //   g.wait();   // waits for all, running ones included; rethrows the first failure
@@ -29,12 +29,12 @@
 #include "tidepool/detail/task_group_state.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/pool.hpp"
+#include "tidepool/subpool.hpp"
 #include "tidepool/task.hpp"
 
 namespace tidepool {
 
 namespace detail {
-void wait_for_group(task_group_state& group);  // helps when called on a worker (lib/waiting.cpp)
 
 // A callable that takes the group's stop token is bound to it here, so the scheduler only ever
 // sees callables without arguments.
@@ -51,8 +51,9 @@ auto bind_stop_token(F&& f, task_group_state& group) {
 
 class task_group {
  public:
-  explicit task_group(pool& p) noexcept : pool_(p) {}
-  ~task_group() { detail::wait_for_group(state_); }
+  explicit task_group(pool& p) noexcept : submit_(&submit_to<pool>), executor_(&p) {}
+  explicit task_group(subpool& s) noexcept : submit_(&submit_to<subpool>), executor_(&s) {}
+  ~task_group() { detail::wait_until_done(state_.pending()); }
 
   task_group(const task_group&) = delete;
   task_group& operator=(const task_group&) = delete;
@@ -75,7 +76,7 @@ class task_group {
 
   // Waits for every task of the group, then rethrows the group's first failure, if any.
   void wait() {
-    detail::wait_for_group(state_);
+    detail::wait_until_done(state_.pending());
     if (state_.first_failure()) std::rethrow_exception(state_.first_failure());
   }
 
@@ -84,17 +85,23 @@ class task_group {
   [[nodiscard]] std::stop_token get_stop_token() { return state_.token(); }
 
  private:
+  template <class Executor>
+  static detail::submit_status submit_to(void* executor, detail::task_node* n) {
+    return static_cast<Executor*>(executor)->submit_node(n, /*may_block=*/true);
+  }
+
   void add(detail::task_node* n) {
     n->group = &state_;
     state_.task_added();
-    const detail::submit_status status = pool_.submit_node(n, /*may_block=*/true);
+    const detail::submit_status status = submit_(executor_, n);
     if (status != detail::submit_status::accepted) {
       state_.task_finished();  // it never ran; the pool already destroyed and counted it
-      pool::throw_if_refused(status);
+      detail::throw_if_refused(status);
     }
   }
 
-  pool& pool_;
+  detail::submit_status (*submit_)(void*, detail::task_node*);
+  void* executor_;  // the pool or subpool
   detail::task_group_state state_;
 };
 

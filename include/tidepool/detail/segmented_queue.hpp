@@ -124,30 +124,38 @@ class segmented_queue {
         if (ticket >= head->enqueue_ticket.load(seq_cst)) return nullptr;
         ticket = head->dequeue_ticket.fetch_add(1, seq_cst);
         if (ticket < SegmentSize) {
-          std::atomic<T*>& slot = head->slots[ticket];
-          if (ticket < head->enqueue_ticket.load(relaxed)) {
-            // A producer holds this ticket and is between its fetch_add and its store: a window
-            // of a few instructions. Waiting briefly for it is cheaper than spoiling the slot,
-            // which costs it a retry. Bounded, so a descheduled producer cannot stall us.
-            for (int i = 0; i < producer_grace_spins && slot.load(relaxed) == nullptr; ++i) cpu_pause();
-          }
-          // acquire: pairs with the producer's release compare-exchange: the item is complete.
-          T* item = slot.exchange(taken(), acquire);
-          if (item != nullptr) return item;
+          if (T* item = take_slot(head, ticket, ticket < head->enqueue_ticket.load(relaxed))) return item;
           continue;  // we overtook the producer of this ticket; it will take another
         }
       }
-      // This segment is used up; move to the next one if there is one.
-      segment* next = head->next.load(seq_cst);
-      if (next == nullptr) return nullptr;
-      // A retired segment must be unreachable from both ends, and tail can lag behind, so move
-      // tail off `head` first. Tail never moves backwards, so it stays off.
-      segment* lagging_tail = head;
-      tail_.value.compare_exchange_strong(lagging_tail, next, release, relaxed);
-      if (head_.value.compare_exchange_strong(head, next, seq_cst, relaxed)) {
-        hazard.reset();
-        domain_.retire(head, &reclaim_segment);
+      if (!advance_head(hazard, head)) return nullptr;
+    }
+  }
+
+  // Removes up to `max` of the oldest items into `out`, in queue order, and returns how many.
+  // One compare-exchange claims the whole batch, and only tickets that producers already hold:
+  // a consumer that takes batches reads the producers' ticket (a line the producers keep
+  // writing) once per batch instead of once per item, and never spoils a slot nobody holds.
+  [[nodiscard]] std::size_t try_dequeue_bulk(T** out, std::size_t max) {
+    if (max == 0) return 0;
+    hazard_domain::holder hazard(domain_);
+    for (;;) {
+      segment* head = hazard.protect(head_.value);
+      std::uint64_t ticket = head->dequeue_ticket.load(seq_cst);
+      if (ticket < SegmentSize) {
+        const std::uint64_t produced = head->enqueue_ticket.load(seq_cst);
+        if (ticket >= produced) return 0;  // empty, as in try_dequeue
+        const std::uint64_t end = produced < SegmentSize ? produced : SegmentSize;
+        const std::uint64_t claim = end - ticket < max ? end - ticket : max;
+        if (!head->dequeue_ticket.compare_exchange_weak(ticket, ticket + claim, seq_cst, relaxed)) continue;
+        std::size_t count = 0;
+        for (std::uint64_t i = 0; i < claim; ++i) {
+          if (T* item = take_slot(head, ticket + i, /*producer_holds_ticket=*/true)) out[count++] = item;
+        }
+        if (count > 0) return count;
+        continue;  // every claimed slot was given up on; look again
       }
+      if (!advance_head(hazard, head)) return 0;
     }
   }
 
@@ -207,6 +215,36 @@ class segmented_queue {
   // be incomplete here, hence a byte array rather than a T).
   static T* taken() noexcept { return reinterpret_cast<T*>(&taken_marker); }
   alignas(cache_line_size) static inline std::byte taken_marker[cache_line_size]{};
+
+  // Takes the item of a consumer ticket we hold, leaving `taken` in its slot; null if the
+  // producer never delivered it (we spoiled the slot and the producer will take another ticket).
+  static T* take_slot(segment* s, std::uint64_t ticket, bool producer_holds_ticket) noexcept {
+    std::atomic<T*>& slot = s->slots[ticket];
+    if (producer_holds_ticket) {
+      // The producer is between its fetch_add and its store: a window of a few instructions.
+      // Waiting briefly for it is cheaper than spoiling the slot, which costs it a retry.
+      // Bounded, so a descheduled producer cannot stall us.
+      for (int i = 0; i < producer_grace_spins && slot.load(relaxed) == nullptr; ++i) cpu_pause();
+    }
+    // acquire: pairs with the producer's release compare-exchange: the item is complete.
+    return slot.exchange(taken(), acquire);
+  }
+
+  // The head segment is used up: move head to the next segment, if there is one, and retire the
+  // old one. Returns false when there is no next segment (the queue is empty).
+  bool advance_head(hazard_domain::holder& hazard, segment* head) {
+    segment* next = head->next.load(seq_cst);
+    if (next == nullptr) return false;
+    // A retired segment must be unreachable from both ends, and tail can lag behind, so move
+    // tail off `head` first. Tail never moves backwards, so it stays off.
+    segment* lagging_tail = head;
+    tail_.value.compare_exchange_strong(lagging_tail, next, release, relaxed);
+    if (head_.value.compare_exchange_strong(head, next, seq_cst, relaxed)) {
+      hazard.reset();
+      domain_.retire(head, &reclaim_segment);
+    }
+    return true;
+  }
 
   static void delete_segment(segment* s) noexcept {
     s->owner->segments_allocated_.fetch_sub(1, relaxed);

@@ -36,6 +36,7 @@ enum class task_kind : std::uint8_t {
   with_handle,       // submit(): a task<T> handle waits for the outcome
   fire_and_forget,   // go(): exceptions go to the pool's handler (or to the group's wait)
   fork_join_job,     // parallel_invoke's spawned half: lives on the spawner's stack, not counted
+  subpool_runner,    // runs one task of a subpool; internal, not counted
 };
 
 // The outcome, in the low bits of `task_node::state`; `waiter_bit` is set by a thread that is
@@ -51,6 +52,7 @@ inline constexpr std::uint32_t waiter_bit = 4;
 
 struct task_node;
 class task_group_state;
+class subpool_core;
 using task_ops_fn = void (*)(task_node*, task_op) noexcept;
 
 struct alignas(cache_line_size) task_node {
@@ -62,10 +64,11 @@ struct alignas(cache_line_size) task_node {
   std::atomic<std::uint32_t> refs{0};
   std::exception_ptr error;
   task_group_state* group = nullptr;  // the task_group it belongs to, if any
+  subpool_core* sub = nullptr;        // the subpool it was submitted to, if any
   task_kind kind = task_kind::fire_and_forget;
   bool has_result = false;  // a non-void result was stored and is not destroyed yet
 
-  static constexpr std::size_t header_size = 48;
+  static constexpr std::size_t header_size = 48;  // 42 used, padded to storage_align
   static constexpr std::size_t storage_size = size - header_size;
   alignas(storage_align) std::byte storage[storage_size];
 
@@ -159,6 +162,7 @@ template <class F, class R, class Fn>
   n->ops = &task_ops<F, R>;
   n->kind = kind;
   n->group = nullptr;
+  n->sub = nullptr;
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
   return n;
 }

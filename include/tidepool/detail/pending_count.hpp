@@ -1,0 +1,63 @@
+#pragma once
+// A count of unfinished work that a thread can wait on, and that the last finisher can bring to
+// zero without touching the counter's memory afterwards.
+//
+// Why: the count lives inside an object (a task_group, a subpool) that its owner destroys as
+// soon as the count reaches zero. The finisher's last access is the read-modify-write that
+// brings it there; the wake-up that may follow passes only the word's address to the futex
+// system call, which does not read the memory. So a finisher never touches a destroyed owner.
+
+#include <atomic>   // for std::atomic
+#include <chrono>   // for std::chrono::nanoseconds
+#include <cstdint>  // for std::uint32_t
+
+#include "tidepool/detail/futex.hpp"
+
+namespace tidepool::detail {
+
+class pending_count {
+ public:
+  // Before the work can start anywhere.
+  void add() noexcept { word_.fetch_add(unit, std::memory_order_relaxed); }
+
+  // The finisher's last touch of the owner.
+  void finish() noexcept {
+    // acq_rel: everything the work did happens-before the acquire load that sees zero.
+    const std::uint32_t before = word_.fetch_sub(unit, std::memory_order_acq_rel);
+    if (before / unit == 1 && (before & waiter_bit) != 0) futex_wake_all(word_);
+  }
+
+  [[nodiscard]] bool done() const noexcept { return word_.load(std::memory_order_acquire) < unit; }
+
+  // Blocks until done(), or for at most `limit` if one is given. May return early.
+  void block_until_done(const std::chrono::nanoseconds* limit = nullptr) noexcept {
+    std::uint32_t word = word_.load(std::memory_order_acquire);
+    while (word >= unit) {
+      if ((word & waiter_bit) == 0) {
+        if (!word_.compare_exchange_weak(word, word | waiter_bit, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+          continue;
+        }
+        word |= waiter_bit;
+      }
+      if (limit != nullptr) {
+        futex_wait_for(word_, word, *limit);
+        return;
+      }
+      futex_wait(word_, word);
+      word = word_.load(std::memory_order_acquire);
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t waiter_bit = 1;
+  static constexpr std::uint32_t unit = 2;  // one piece of work, in the word's upper 31 bits
+
+  std::atomic<std::uint32_t> word_{0};
+};
+
+// Waits until `pending` is done; on a worker of a pool it helps run that pool's tasks meanwhile
+// (lib/waiting.cpp).
+void wait_until_done(pending_count& pending);
+
+}  // namespace tidepool::detail

@@ -1,0 +1,86 @@
+#pragma once
+// tidepool::subpool — a slice of a pool with its own concurrency limit (pond's NewSubpool).
+//
+//   tidepool::pool pool;                      // say 8 workers
+//   tidepool::subpool uploads{pool, 2};       // at most 2 uploads run at once, on pool's workers
+//   uploads.go([] { upload(file); });
+//   tidepool::subpool thumbnails{uploads, 1}; // subpools nest: at most 1, within uploads' 2
+//
+// * At most `max_concurrency` of its tasks run at once, on the parent's workers. Its other tasks
+//   wait in the subpool's own queue, never by blocking a worker. 0 means the parent's limit (the
+//   pool's worker count); more than that throws std::invalid_argument.
+// * It counts its own tasks in metrics(); the parent's (and the pool's) metrics include them.
+// * Stopping a subpool leaves the parent running; stopping the parent (pool or subpool) stops
+//   its subpools: they refuse new tasks and run the ones they accepted.
+// * queue_capacity / non_blocking as for a pool, inherited from the parent unless given. A
+//   worker never blocks on a full subpool: a task that submits to one gets queue_full.
+// * The destructor is stop_and_wait(). A subpool must not outlive its parent.
+
+#include <cstddef>      // for std::size_t
+#include <memory>       // for std::unique_ptr
+#include <optional>     // for std::optional
+#include <type_traits>  // for std::decay_t
+
+#include "tidepool/detail/task_node.hpp"
+#include "tidepool/metrics.hpp"
+#include "tidepool/pool.hpp"
+#include "tidepool/task.hpp"
+
+namespace tidepool {
+
+struct subpool_options {
+  std::optional<std::size_t> queue_capacity;  // default: the parent's
+  std::optional<bool> non_blocking;           // default: the parent's
+};
+
+namespace detail {
+class subpool_core;
+}
+
+class subpool {
+ public:
+  subpool(pool& parent, std::size_t max_concurrency, subpool_options options = {});
+  subpool(subpool& parent, std::size_t max_concurrency, subpool_options options = {});
+  ~subpool();
+
+  subpool(const subpool&) = delete;
+  subpool& operator=(const subpool&) = delete;
+
+  template <class F>
+  [[nodiscard]] auto submit(F&& f) -> task<detail::task_result_t<F>> {
+    using result = detail::task_result_t<F>;
+    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
+    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
+    return detail::task_access<result>::make(n);
+  }
+
+  template <class F>
+  [[nodiscard]] auto try_submit(F&& f) -> std::optional<task<detail::task_result_t<F>>> {
+    using result = detail::task_result_t<F>;
+    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
+    if (submit_node(n, /*may_block=*/false) != detail::submit_status::accepted) return std::nullopt;
+    return detail::task_access<result>::make(n);
+  }
+
+  template <class F>
+  void go(F&& f) {
+    detail::task_node* n = detail::make_task_node<std::decay_t<F>, void>(std::forward<F>(f), detail::task_kind::fire_and_forget);
+    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
+  }
+
+  void stop();
+  // stop(), then waits until every task this subpool accepted has finished (from inside a task
+  // of the pool: helps run tasks meanwhile).
+  void stop_and_wait();
+  [[nodiscard]] bool stopped() const noexcept;
+  [[nodiscard]] pool_metrics metrics() const;
+  [[nodiscard]] std::size_t max_concurrency() const noexcept;
+
+ private:
+  friend class task_group;
+  detail::submit_status submit_node(detail::task_node* node, bool may_block);
+
+  std::unique_ptr<detail::subpool_core> core_;
+};
+
+}  // namespace tidepool

@@ -1,0 +1,239 @@
+// tidepool::subpool and its core. See subpool_core.hpp for the design.
+
+#include <stdexcept>  // for std::invalid_argument
+
+#include "subpool_core.hpp"
+#include "tidepool/detail/futex.hpp"
+
+namespace tidepool {
+namespace detail {
+namespace {
+
+std::size_t resolve_limit(std::size_t requested, std::size_t parent_limit) {
+  if (requested > parent_limit) {
+    throw std::invalid_argument("tidepool::subpool: max_concurrency exceeds the parent's (" +
+                                std::to_string(parent_limit) + ")");
+  }
+  return requested == 0 ? parent_limit : requested;
+}
+
+std::size_t slot_limit(std::size_t concurrency, std::size_t capacity) {
+  if (capacity == unbounded || capacity > unbounded - concurrency) return unbounded;
+  return concurrency + capacity;
+}
+
+// The callable of a runner job: one task of the subpool.
+struct runner {
+  subpool_core* sub;
+  void operator()() const noexcept { sub->run_one(); }
+};
+
+}  // namespace
+
+subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t max_concurrency, subpool_options options)
+    : root_(root),
+      parent_(parent),
+      max_concurrency_(resolve_limit(max_concurrency, parent != nullptr ? parent->max_concurrency() : root.worker_count())),
+      queue_capacity_(options.queue_capacity.value_or(parent != nullptr ? parent->queue_capacity() : root.options().queue_capacity)),
+      non_blocking_(options.non_blocking.value_or(parent != nullptr ? parent->non_blocking() : root.options().non_blocking)),
+      slot_limit_(slot_limit(max_concurrency_, queue_capacity_)) {}
+
+bool subpool_core::stopping() const noexcept {
+  for (const subpool_core* s = this; s != nullptr; s = s->parent_) {
+    if (s->stopping_.load(std::memory_order_acquire)) return true;
+  }
+  return root_.stopping();
+}
+
+bool subpool_core::admit(bool from_worker, bool may_block, submit_status& refusal) {
+  if (slot_limit_ == unbounded) return true;
+  std::size_t used = in_flight_.load(std::memory_order_relaxed);
+  for (;;) {
+    while (used < slot_limit_) {
+      if (in_flight_.compare_exchange_weak(used, used + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    // Full. Workers never block (see subpool.hpp); neither do non-blocking subpools.
+    if (from_worker || !may_block || non_blocking_) {
+      refusal = submit_status::full;
+      return false;
+    }
+    // As in pool_core::admit: epoch first, then announce, then re-check.
+    const std::uint32_t epoch = capacity_epoch_.load(std::memory_order_seq_cst);
+    blocked_submitters_.fetch_add(1, std::memory_order_seq_cst);
+    used = in_flight_.load(std::memory_order_seq_cst);
+    if (used >= slot_limit_ && !stopping()) futex_wait(capacity_epoch_, epoch);
+    blocked_submitters_.fetch_sub(1, std::memory_order_relaxed);
+    if (stopping()) {
+      refusal = submit_status::stopped;
+      return false;
+    }
+    used = in_flight_.load(std::memory_order_relaxed);
+  }
+}
+
+void subpool_core::release_slot() noexcept {
+  if (slot_limit_ == unbounded) return;
+  in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+  if (blocked_submitters_.load(std::memory_order_seq_cst) > 0) {
+    capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_one(capacity_epoch_);
+  }
+}
+
+void subpool_core::count_dropped() noexcept {
+  for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+  root_.count_dropped();
+}
+
+void subpool_core::refuse(task_node* node) noexcept {
+  count_dropped();
+  node->ops(node, task_op::cancel);
+  node->refs.store(1, std::memory_order_relaxed);
+  release_task_node(node);
+}
+
+submit_status subpool_core::submit(task_node* node, bool may_block) {
+  worker* self = root_.worker_of_this_thread();
+  if (stopping()) {
+    refuse(node);
+    return submit_status::stopped;
+  }
+  submit_status refusal = submit_status::accepted;
+  if (!admit(self != nullptr, may_block, refusal)) {
+    refuse(node);
+    return refusal;
+  }
+  // The pool counts it first (and refuses it if it is stopping: see pool_core::count_accepted).
+  if (!root_.count_accepted(self)) {
+    release_slot();
+    refuse(node);
+    return submit_status::stopped;
+  }
+  for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_add(1, std::memory_order_release);
+  node->sub = this;
+  pending_.add();
+  try {
+    queue_.enqueue(node);  // seq_cst: the Dekker with run_one's give-back (subpool_core.hpp)
+  } catch (...) {          // only std::bad_alloc, for a new segment: take the task back
+    for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_sub(1, std::memory_order_release);
+    root_.uncount_accepted(self);
+    release_slot();
+    refuse(node);
+    pending_.finish();
+    throw;
+  }
+  start_runner_if_possible();
+  return submit_status::accepted;
+}
+
+void subpool_core::start_runner_if_possible() noexcept {
+  std::uint32_t running = runners_.load(std::memory_order_seq_cst);
+  while (running < max_concurrency_) {
+    if (runners_.compare_exchange_weak(running, running + 1, std::memory_order_seq_cst, std::memory_order_seq_cst)) {
+      send_runner();
+      return;
+    }
+  }
+}
+
+void subpool_core::send_runner() noexcept {
+  pending_.add();  // the runner job's own unit, finished as its last action
+  // noexcept: a queued task must always have a runner job coming, so failing to allocate one
+  // (128 bytes) cannot be reported to anyone who could act on it; it ends the process.
+  task_node* job = make_task_node<runner, void>(runner{this}, task_kind::subpool_runner);
+  if (parent_ != nullptr) {
+    parent_->enqueue_runner(job);
+  } else {
+    root_.schedule_internal(job);
+  }
+}
+
+void subpool_core::enqueue_runner(task_node* job) noexcept {
+  pending_.add();  // held while the child's runner job waits in our queue or runs
+  job->sub = nullptr;
+  queue_.enqueue(job);
+  start_runner_if_possible();
+}
+
+void subpool_core::run_one() noexcept {
+  worker* w = current_worker();
+  if (task_node* t = queue_.try_dequeue()) {
+    const bool child_runner = t->kind == task_kind::subpool_runner;
+    root_.execute(*w, t, /*holds_slot=*/false);
+    if (child_runner) pending_.finish();  // the unit enqueue_runner took for it
+  }
+  if (!queue_.empty_estimate()) {
+    send_runner();  // more to do: pass our slot on to a new runner job
+  } else {
+    // Give the slot back, then look once more: a submitter that found every slot taken relies
+    // on us to see its task.
+    runners_.fetch_sub(1, std::memory_order_seq_cst);
+    if (!queue_.empty_estimate()) start_runner_if_possible();
+  }
+  pending_.finish();  // this runner job's unit: our last touch
+}
+
+void subpool_core::on_started() noexcept {
+  for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.started.fetch_add(1, std::memory_order_release);
+}
+
+void subpool_core::on_finished(bool failed) noexcept {
+  for (subpool_core* s = this; s != nullptr; s = s->parent_) {
+    (failed ? s->counters_.failed : s->counters_.succeeded).fetch_add(1, std::memory_order_release);
+  }
+  release_slot();
+}
+
+void subpool_core::on_cancelled() noexcept {
+  for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.cancelled.fetch_add(1, std::memory_order_release);
+  release_slot();
+}
+
+void subpool_core::stop() noexcept {
+  stopping_.store(true, std::memory_order_seq_cst);
+  capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(capacity_epoch_);
+}
+
+void subpool_core::stop_and_wait() {
+  stop();
+  wait_until_done(pending_);
+}
+
+pool_metrics subpool_core::metrics() const {
+  pool_metrics m;
+  // Finished first, submitted last, as in pool_core::metrics.
+  m.succeeded = counters_.succeeded.load(std::memory_order_acquire);
+  m.failed = counters_.failed.load(std::memory_order_acquire);
+  m.cancelled = counters_.cancelled.load(std::memory_order_acquire);
+  const std::uint64_t started = counters_.started.load(std::memory_order_acquire);
+  m.submitted = counters_.submitted.load(std::memory_order_acquire);
+  m.dropped = counters_.dropped.load(std::memory_order_relaxed);
+  m.running = started - m.succeeded - m.failed;
+  m.waiting = m.submitted - started - m.cancelled;
+  m.queue_segments = queue_.segments_allocated();
+  m.retired_segments = queue_.reclamation_domain().unreclaimed();
+  m.retired_segments_bound = queue_.reclamation_domain().unreclaimed_bound();
+  return m;
+}
+
+}  // namespace detail
+
+subpool::subpool(pool& parent, std::size_t max_concurrency, subpool_options options)
+    : core_(std::make_unique<detail::subpool_core>(detail::pool_access::core(parent), nullptr, max_concurrency, options)) {}
+
+subpool::subpool(subpool& parent, std::size_t max_concurrency, subpool_options options)
+    : core_(std::make_unique<detail::subpool_core>(parent.core_->root(), parent.core_.get(), max_concurrency, options)) {}
+
+subpool::~subpool() { core_->stop_and_wait(); }
+
+detail::submit_status subpool::submit_node(detail::task_node* node, bool may_block) { return core_->submit(node, may_block); }
+void subpool::stop() { core_->stop(); }
+void subpool::stop_and_wait() { core_->stop_and_wait(); }
+bool subpool::stopped() const noexcept { return core_->stopping(); }
+pool_metrics subpool::metrics() const { return core_->metrics(); }
+std::size_t subpool::max_concurrency() const noexcept { return core_->max_concurrency(); }
+
+}  // namespace tidepool

@@ -1,0 +1,95 @@
+#pragma once
+// The scheduler side of tidepool::subpool. Private to lib/.
+//
+// A subpool keeps its accepted tasks in a queue of its own and runs them through *runner jobs*:
+// internal, uncounted jobs sent to the parent (the pool's deques and global queue, or the parent
+// subpool's own queue). Each runner job runs one task of the subpool. The number of runner jobs
+// in existence is the number of "slots" in use, at most max_concurrency, so at most that many of
+// the subpool's tasks run at once — and a nested subpool's runner jobs wait in its parent's queue
+// like tasks, so they also count against every ancestor's limit. Nobody ever blocks a worker.
+//
+// Invariant: while the queue is not empty, at least one runner job exists (queued or running).
+// A runner that finds more work passes its slot to a new runner job; one that finds none gives
+// its slot back and then looks at the queue once more (Dekker with submit(), which enqueues and
+// then tries to take a slot).
+//
+// Counting: a task counts in its subpool, every ancestor subpool and the pool: submitted and
+// dropped at submission, started / succeeded / failed / cancelled by pool_core::execute, which
+// calls the hooks below through the node's `sub` pointer.
+//
+// Lifetime: `pending_` counts accepted unfinished tasks and existing runner jobs; the destructor
+// waits for it to reach zero, and the finish of either is its last touch of the subpool.
+
+#include <atomic>   // for std::atomic
+#include <cstddef>  // for std::size_t
+#include <cstdint>  // for std::uint32_t, std::uint64_t
+
+#include "pool_core.hpp"
+#include "tidepool/detail/pending_count.hpp"
+#include "tidepool/detail/segmented_queue.hpp"
+#include "tidepool/subpool.hpp"
+
+namespace tidepool::detail {
+
+class subpool_core {
+ public:
+  subpool_core(pool_core& root, subpool_core* parent, std::size_t max_concurrency, subpool_options options);
+
+  submit_status submit(task_node* node, bool may_block);
+  void stop() noexcept;
+  void stop_and_wait();
+  [[nodiscard]] bool stopping() const noexcept;  // this subpool or any ancestor, pool included
+  [[nodiscard]] pool_metrics metrics() const;
+  [[nodiscard]] std::size_t max_concurrency() const noexcept { return max_concurrency_; }
+  [[nodiscard]] std::size_t queue_capacity() const noexcept { return queue_capacity_; }
+  [[nodiscard]] bool non_blocking() const noexcept { return non_blocking_; }
+  [[nodiscard]] pool_core& root() noexcept { return root_; }
+
+  // Hooks for pool_core::execute, on the subpool the task was submitted to.
+  void on_started() noexcept;
+  void on_finished(bool failed) noexcept;
+  void on_cancelled() noexcept;
+  void task_done() noexcept { pending_.finish(); }  // the very last touch
+
+  // A child subpool's runner job, entering this subpool's queue (not counted as a task).
+  void enqueue_runner(task_node* runner) noexcept;
+  // The body of one runner job: runs one task, then passes the slot on or gives it back.
+  void run_one() noexcept;
+
+ private:
+  struct alignas(cache_line_size) counters_t {
+    std::atomic<std::uint64_t> submitted{0};
+    std::atomic<std::uint64_t> started{0};
+    std::atomic<std::uint64_t> succeeded{0};
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> cancelled{0};
+    std::atomic<std::uint64_t> dropped{0};
+  };
+
+  bool admit(bool from_worker, bool may_block, submit_status& refusal);
+  void release_slot() noexcept;
+  void refuse(task_node* node) noexcept;
+  void count_dropped() noexcept;
+  void start_runner_if_possible() noexcept;
+  void send_runner() noexcept;
+
+  pool_core& root_;
+  subpool_core* const parent_;
+  const std::size_t max_concurrency_;
+  const std::size_t queue_capacity_;
+  const bool non_blocking_;
+  const std::size_t slot_limit_;  // max_concurrency + queue_capacity, or unbounded
+
+  segmented_queue<task_node> queue_;
+  counters_t counters_;
+  pending_count pending_;
+  alignas(cache_line_size) std::atomic<std::uint32_t> runners_{0};
+  std::atomic<bool> stopping_{false};
+
+  // Capacity (only with a bounded queue), as in pool_core.
+  alignas(cache_line_size) std::atomic<std::size_t> in_flight_{0};
+  std::atomic<std::uint32_t> blocked_submitters_{0};
+  std::atomic<std::uint32_t> capacity_epoch_{0};
+};
+
+}  // namespace tidepool::detail

@@ -1,0 +1,245 @@
+// tidepool::subpool — pond's subpools: a concurrency limit of their own on the parent's workers,
+// their own metrics (included in the parent's), independent stop, nesting.
+
+#include "tidepool/subpool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>  // for std::max
+#include <atomic>     // for std::atomic
+#include <chrono>     // for std::chrono
+#include <cstdio>     // for std::printf
+#include <latch>      // for std::latch
+#include <stdexcept>  // for std::invalid_argument
+#include <thread>     // for std::thread
+#include <vector>     // for std::vector
+
+#include "stress_config.hpp"
+#include "tidepool/pool.hpp"
+#include "tidepool/task_group.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tidepool::pool;
+using tidepool::pool_options;
+using tidepool::subpool;
+using tidepool::testing::stress_count;
+
+pool_options with_workers(std::size_t n) {
+  pool_options o;
+  o.workers = n;
+  return o;
+}
+
+// Tracks how many tasks of one kind run at once, and the most that ever did.
+struct concurrency_probe {
+  std::atomic<int> now{0};
+  std::atomic<int> peak{0};
+  void enter() {
+    const int n = now.fetch_add(1) + 1;
+    int seen = peak.load();
+    while (n > seen && !peak.compare_exchange_weak(seen, n)) {
+    }
+  }
+  void leave() { now.fetch_sub(1); }
+};
+
+TEST(Subpool, ConcurrencyNeverExceedsTheLimitOverManyTasks) {
+  pool p(with_workers(4));
+  subpool sub(p, 2);
+  concurrency_probe probe;
+  const std::size_t n = stress_count(100'000, 5'000);
+  for (std::size_t i = 0; i < n; ++i) {
+    sub.go([&probe, i] {
+      probe.enter();
+      if (i % 1000 == 0) std::this_thread::sleep_for(50us);  // let others pile up behind
+      probe.leave();
+    });
+  }
+  sub.stop_and_wait();
+  EXPECT_LE(probe.peak.load(), 2);
+  EXPECT_EQ(sub.metrics().succeeded, n);
+  std::printf("%zu tasks, peak concurrency %d of 2\n", n, probe.peak.load());
+}
+
+TEST(Subpool, ParentOfSevenWithSubpoolsOfOneTwoAndThree) {
+  pool p(with_workers(7));
+  subpool one(p, 1);
+  subpool two(p, 2);
+  subpool three(p, 3);
+  concurrency_probe probes[3];
+  const std::size_t n = stress_count(3'000, 300);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      subpool& s = k == 0 ? one : k == 1 ? two : three;
+      s.go([&probe = probes[k]] {
+        probe.enter();
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+        probe.leave();
+      });
+    }
+  }
+  one.stop_and_wait();
+  two.stop_and_wait();
+  three.stop_and_wait();
+  EXPECT_LE(probes[0].peak.load(), 1);
+  EXPECT_LE(probes[1].peak.load(), 2);
+  EXPECT_LE(probes[2].peak.load(), 3);
+  EXPECT_EQ(p.metrics().succeeded, 3 * n) << "the pool's metrics include its subpools' tasks";
+  std::printf("peaks %d/1 %d/2 %d/3\n", probes[0].peak.load(), probes[1].peak.load(), probes[2].peak.load());
+}
+
+TEST(Subpool, LimitZeroMeansTheParentsAndMoreIsRejected) {
+  pool p(with_workers(3));
+  subpool all(p, 0);
+  EXPECT_EQ(all.max_concurrency(), 3U);
+  EXPECT_THROW(subpool(p, 4), std::invalid_argument);
+  subpool two(p, 2);
+  EXPECT_THROW(subpool(two, 3), std::invalid_argument);
+  subpool nested_all(two, 0);
+  EXPECT_EQ(nested_all.max_concurrency(), 2U);
+}
+
+TEST(Subpool, NestedSubpoolsRespectEveryAncestorsLimit) {
+  pool p(with_workers(4));
+  subpool parent(p, 2);
+  subpool child(parent, 2);
+  concurrency_probe both;  // tasks of the parent and of the child together
+  concurrency_probe child_only;
+  for (int i = 0; i < 400; ++i) {
+    parent.go([&] {
+      both.enter();
+      std::this_thread::sleep_for(20us);
+      both.leave();
+    });
+    child.go([&] {
+      both.enter();
+      child_only.enter();
+      std::this_thread::sleep_for(20us);
+      child_only.leave();
+      both.leave();
+    });
+  }
+  child.stop_and_wait();
+  parent.stop_and_wait();
+  EXPECT_LE(both.peak.load(), 2) << "the child's tasks count against the parent's limit";
+  EXPECT_LE(child_only.peak.load(), 2);
+  EXPECT_EQ(child.metrics().succeeded, 400U);
+  EXPECT_EQ(parent.metrics().succeeded, 800U) << "the parent's metrics include the child's tasks";
+  EXPECT_EQ(p.metrics().succeeded, 800U);
+}
+
+TEST(Subpool, MetricsCountOwnTasksAndTheParentIncludesThem) {
+  pool p(with_workers(2));
+  subpool sub(p, 1);
+  for (int i = 0; i < 10; ++i) p.go([] {});
+  for (int i = 0; i < 20; ++i) {
+    sub.go([i] {
+      if (i % 4 == 0) throw std::runtime_error("x");
+    });
+  }
+  sub.stop_and_wait();
+  p.stop_and_wait();
+  const auto s = sub.metrics();
+  EXPECT_EQ(s.submitted, 20U);
+  EXPECT_EQ(s.failed, 5U);
+  EXPECT_EQ(s.succeeded, 15U);
+  EXPECT_EQ(s.waiting + s.running, 0U);
+  const auto m = p.metrics();
+  EXPECT_EQ(m.submitted, 30U);
+  EXPECT_EQ(m.failed, 5U);
+  EXPECT_EQ(m.succeeded, 25U);
+}
+
+TEST(Subpool, StoppingASubpoolLeavesTheParentRunning) {
+  pool p(with_workers(2));
+  subpool sub(p, 1);
+  sub.stop();
+  EXPECT_TRUE(sub.stopped());
+  EXPECT_THROW(sub.go([] {}), tidepool::pool_stopped);
+  EXPECT_EQ(p.submit([] { return 1; }).get(), 1);
+  EXPECT_FALSE(p.stopped());
+  EXPECT_EQ(sub.metrics().dropped, 1U);
+}
+
+TEST(Subpool, StoppingTheParentStopsItsSubpoolsButRunsWhatTheyAccepted) {
+  pool p(with_workers(2));
+  subpool sub(p, 1);
+  std::atomic<int> ran{0};
+  std::latch release(1);
+  sub.go([&] { release.wait(); });
+  for (int i = 0; i < 50; ++i) sub.go([&] { ran.fetch_add(1); });
+  p.stop();
+  EXPECT_TRUE(sub.stopped());
+  EXPECT_THROW(sub.go([] {}), tidepool::pool_stopped);
+  release.count_down();
+  sub.stop_and_wait();
+  EXPECT_EQ(ran.load(), 50);
+  p.stop_and_wait();
+}
+
+TEST(Subpool, NonBlockingSubpoolRefusesWhenFull) {
+  pool p(with_workers(2));
+  tidepool::subpool_options o;
+  o.queue_capacity = 3;
+  o.non_blocking = true;
+  subpool sub(p, 1, o);
+  std::latch release(1);
+  std::latch running(1);
+  sub.go([&] {
+    running.count_down();
+    release.wait();
+  });
+  running.wait();
+  for (int i = 0; i < 3; ++i) sub.go([] {});
+  EXPECT_THROW(sub.go([] {}), tidepool::queue_full);
+  EXPECT_FALSE(sub.try_submit([] {}).has_value());
+  release.count_down();
+  sub.stop_and_wait();
+  EXPECT_EQ(sub.metrics().dropped, 2U);
+  EXPECT_EQ(sub.metrics().succeeded, 4U);
+}
+
+TEST(Subpool, BlockingSubpoolCompletesEverythingWithASmallQueue) {
+  pool p(with_workers(2));
+  tidepool::subpool_options o;
+  o.queue_capacity = 2;
+  subpool sub(p, 1, o);
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 50; ++i) sub.go([&] { ran.fetch_add(1); });
+  sub.stop_and_wait();
+  EXPECT_EQ(ran.load(), 50);
+}
+
+TEST(Subpool, TaskGroupsRunOnSubpools) {
+  pool p(with_workers(3));
+  subpool sub(p, 1);
+  concurrency_probe probe;
+  tidepool::task_group g(sub);
+  for (int i = 0; i < 100; ++i) {
+    g.go([&] {
+      probe.enter();
+      std::this_thread::sleep_for(10us);
+      probe.leave();
+    });
+  }
+  g.go([] { throw std::runtime_error("group failure"); });
+  EXPECT_THROW(g.wait(), std::runtime_error);
+  EXPECT_LE(probe.peak.load(), 1);
+}
+
+TEST(Subpool, ASubpoolScopedInsideATaskWaitsForItsTasks) {
+  pool p(with_workers(2));
+  auto total = p.submit([&] {
+    std::atomic<int> sum{0};
+    {
+      subpool sub(p, 1);
+      for (int i = 1; i <= 100; ++i) sub.go([&sum, i] { sum.fetch_add(i); });
+    }  // destroyed here: waits (helping) for its 100 tasks
+    return sum.load();
+  });
+  EXPECT_EQ(total.get(), 5050);
+}
+
+}  // namespace
