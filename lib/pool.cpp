@@ -37,6 +37,9 @@ pool_core::pool_core(pool_options options)
 pool_core::~pool_core() = default;
 
 void pool_core::start() {
+  // Registered here, not in the constructor: a token that has already fired calls cancel() at
+  // once, which must find a fully built core.
+  if (options_.stop_token.stop_possible()) stop_callback_.emplace(options_.stop_token, cancel_on_stop{this});
   std::size_t started = 0;
   try {
     for (auto& w : workers_) {

@@ -22,6 +22,8 @@
 #include <cstdint>  // for std::uint32_t, std::uint64_t
 #include <memory>   // for std::unique_ptr, std::enable_shared_from_this
 #include <mutex>    // for std::mutex
+#include <optional> // for std::optional
+#include <stop_token>  // for std::stop_callback
 #include <thread>   // for std::thread
 #include <vector>   // for std::vector
 
@@ -142,6 +144,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }
   void stop() noexcept;
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  // stop(), and skip every task that has not started yet (the options' stop token).
+  void cancel() noexcept;
 
   // --- worker.cpp
   [[nodiscard]] task_node* find_task(worker& w) noexcept;
@@ -199,6 +203,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   // Lifecycle.
   alignas(cache_line_size) std::atomic<bool> stopping_{false};
+  std::atomic<bool> cancelling_{false};  // the options' stop token fired: skip what has not started
   std::atomic<bool> shutdown_{false};
   std::atomic<std::uint32_t> drain_epoch_{0};  // bumped when a drain waiter may have work to re-check
 
@@ -207,6 +212,13 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   std::atomic<std::uint32_t> unparked_{0};  // workers not on sleepers_
   std::mutex idle_mutex_;
   std::vector<worker*> sleepers_;  // guarded by idle_mutex_
+
+  // Last, so that it is destroyed first: its destructor waits for a callback in progress.
+  struct cancel_on_stop {
+    pool_core* core;
+    void operator()() const noexcept { core->cancel(); }
+  };
+  std::optional<std::stop_callback<cancel_on_stop>> stop_callback_;
 
   // Capacity (only with a bounded queue).
   alignas(cache_line_size) std::atomic<std::size_t> in_flight_{0};

@@ -181,6 +181,11 @@ void pool_core::schedule(worker* self, task_node* node) {
   wake_one_if_needed(self);
 }
 
+void pool_core::cancel() noexcept {
+  cancelling_.store(true, std::memory_order_seq_cst);
+  stop();
+}
+
 void pool_core::stop() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
   // Submitters blocked on a full queue must learn that they are refused.

@@ -164,8 +164,8 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
   }
   task_group_state* const group = node->group;
   subpool_core* const sub = node->sub;
-  if (group != nullptr && group->cancelled()) {
-    // Skipped: its group failed or was stopped before it started.
+  if (cancelling_.load(std::memory_order_relaxed) || (group != nullptr && group->cancelled())) {
+    // Skipped: the pool's stop token fired, or its group failed or was stopped, before it started.
     node->ops(node, task_op::cancel);
     w.counters.cancelled.add();
     if (sub != nullptr) sub->on_cancelled();

@@ -232,6 +232,47 @@ TEST(Pool, SubmitsRacingStopAreEachEitherRunOrRefused) {
   }
 }
 
+TEST(Pool, StopTokenSkipsTenThousandQueuedTasksAndLetsTheRunningOneFinish) {
+  std::stop_source source;
+  pool_options o = with_workers(1);
+  o.stop_token = source.get_token();
+  pool p(o);
+  std::latch release(1);
+  std::latch running(1);
+  auto blocker = p.submit([&] {
+    running.count_down();
+    release.wait();
+    return 1;
+  });
+  running.wait();
+  std::atomic<int> ran{0};
+  std::vector<tidepool::task<void>> queued;
+  for (int i = 0; i < 10'000; ++i) queued.push_back(p.submit([&] { ran.fetch_add(1); }));
+  source.request_stop();
+  EXPECT_TRUE(p.stopped());
+  EXPECT_THROW(p.go([] {}), tidepool::pool_stopped);
+  release.count_down();
+  EXPECT_EQ(blocker.get(), 1) << "the running task finishes";
+  p.stop_and_wait();  // must not deadlock
+  EXPECT_EQ(ran.load(), 0);
+  for (auto& t : queued) EXPECT_THROW(t.get(), tidepool::task_cancelled);
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.cancelled, 10'000U);
+  EXPECT_EQ(m.succeeded, 1U);
+  EXPECT_EQ(m.dropped, 1U);
+  expect_consistent(m);
+}
+
+TEST(Pool, AStopTokenThatAlreadyFiredGivesAStoppedPool) {
+  std::stop_source source;
+  source.request_stop();
+  pool_options o = with_workers(1);
+  o.stop_token = source.get_token();
+  pool p(o);
+  EXPECT_TRUE(p.stopped());
+  EXPECT_FALSE(p.try_submit([] {}).has_value());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bounded queues
 

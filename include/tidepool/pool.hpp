@@ -25,6 +25,7 @@
 #include <functional>   // for std::function
 #include <memory>       // for std::shared_ptr
 #include <optional>     // for std::optional
+#include <stop_token>   // for std::stop_token
 #include <string>       // for std::string
 #include <type_traits>  // for std::decay_t, std::invoke_result_t
 
@@ -54,6 +55,10 @@ struct pool_options {
   std::function<void(std::exception_ptr)> on_unhandled_exception;
   // Worker threads are named "<name>-<index>" (truncated to the system's limit).
   std::string name = "tidepool";
+  // Requesting stop on this token stops the pool for good: new submissions are refused, tasks
+  // not yet started are skipped (counted `cancelled`, their handles throw task_cancelled), and
+  // running tasks finish. stop_and_wait() then returns once the running ones have.
+  std::stop_token stop_token;
 };
 
 class task_group;
