@@ -54,7 +54,7 @@ bool pool_core::try_become_searching(worker& w) noexcept {
   if (w.searching) return true;
   std::uint32_t searchers = searching_.load(std::memory_order_relaxed);
   do {
-    if (2 * static_cast<std::size_t>(searchers) >= workers_.size() && searchers > 0) return false;
+    if (2 * searchers >= running_workers_.load(std::memory_order_relaxed) && searchers > 0) return false;
   } while (!searching_.compare_exchange_weak(searchers, searchers + 1, std::memory_order_seq_cst,
                                              std::memory_order_relaxed));
   w.searching = true;
@@ -107,7 +107,10 @@ bool pool_core::park(worker& w) noexcept {
   if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
 
   const bool shutting_down = shutdown_.load(std::memory_order_seq_cst);
-  if (work_visible() || shutting_down) {
+  // A worker asked to retire must not sleep: resize() wakes sleepers only once, and may have
+  // done so before we were on the list.
+  const bool retiring = w.state.load(std::memory_order_seq_cst) != worker_state::active;
+  if (work_visible() || shutting_down || retiring) {
     // Work arrived while we were announcing ourselves (or we are to exit): take ourselves off
     // the list, unless a waker already did, in which case its wake-up is ours to consume.
     bool still_listed = false;
@@ -120,7 +123,7 @@ bool pool_core::park(worker& w) noexcept {
         still_listed = true;
       }
     }
-    if (still_listed) return !(shutting_down && !work_visible());
+    if (still_listed) return retiring || !(shutting_down && !work_visible());
   }
 
   w.counters.parks.add();
@@ -133,7 +136,7 @@ bool pool_core::park(worker& w) noexcept {
 void pool_core::wake_one_if_needed(worker* waker) noexcept {
   // Both loads are of lines written only when workers change state, so they are usually cached.
   if (searching_.load(std::memory_order_seq_cst) == 0 &&
-      unparked_.load(std::memory_order_seq_cst) < workers_.size()) {
+      unparked_.load(std::memory_order_seq_cst) < running_workers_.load(std::memory_order_relaxed)) {
     notify_one(waker);
   }
 }

@@ -1,9 +1,13 @@
 // tidepool::pool: the public shell over pool_core, and the core's construction and metrics.
 
 #include <algorithm>  // for std::max
-#include <thread>     // for std::thread::hardware_concurrency
+#include <mutex>      // for std::lock_guard
+#include <stdexcept>  // for std::invalid_argument
+#include <thread>     // for std::thread::hardware_concurrency, std::this_thread::yield
+#include <vector>     // for std::vector
 
 #include "pool_core.hpp"
+#include "tidepool/detail/futex.hpp"
 
 namespace tidepool {
 namespace detail {
@@ -25,34 +29,99 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w);
 
 pool_core::pool_core(pool_options options)
     : options_(std::move(options)),
-      slot_limit_(slot_limit(resolve_workers(options_.workers), options_.queue_capacity)),
-      max_searching_(static_cast<std::uint32_t>(std::max<std::size_t>(1, resolve_workers(options_.workers) / 2))) {
+      slot_limit_(slot_limit(resolve_workers(options_.workers), options_.queue_capacity)) {
   const std::size_t n = resolve_workers(options_.workers);
-  workers_.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
-  sleepers_.reserve(n);  // so that parking never allocates
-  unparked_.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+  for (std::size_t i = 0; i < n; ++i) workers_.add(std::make_unique<worker>(*this, i));
+  sleepers_.reserve(worker_slots::capacity);  // so that parking never allocates
+  target_workers_.store(n, std::memory_order_relaxed);
 }
 
 pool_core::~pool_core() = default;
+
+void pool_core::launch(worker& w) {
+  running_workers_.fetch_add(1, std::memory_order_seq_cst);
+  unparked_.fetch_add(1, std::memory_order_seq_cst);
+  try {
+    w.thread = std::thread(worker_main, shared_from_this(), &w);
+  } catch (...) {
+    running_workers_.fetch_sub(1, std::memory_order_seq_cst);
+    unparked_.fetch_sub(1, std::memory_order_seq_cst);
+    w.state.store(worker_state::exited, std::memory_order_release);
+    throw;
+  }
+}
 
 void pool_core::start() {
   // Registered here, not in the constructor: a token that has already fired calls cancel() at
   // once, which must find a fully built core.
   if (options_.stop_token.stop_possible()) stop_callback_.emplace(options_.stop_token, cancel_on_stop{this});
-  std::size_t started = 0;
   try {
-    for (auto& w : workers_) {
-      w->thread = std::thread(worker_main, shared_from_this(), w.get());
-      ++started;
-    }
+    for (const auto& w : workers_) launch(*w);
   } catch (...) {
     // Could not start every thread: end those that did start, then report the failure.
     shutdown_.store(true, std::memory_order_seq_cst);
     wake_all_for_shutdown();
-    for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
+    for (const auto& w : workers_) {
+      if (w->thread.joinable()) w->thread.join();
+    }
     throw;
   }
+}
+
+// Grow: first take back retirements that have not happened yet, then restart workers that
+// left, then add new ones; all start at once. Shrink: ask the highest-numbered active workers to
+// retire; each finishes the task it is running, hands its deque to the global queue and exits
+// the next time it looks for work (sleeping ones are woken for that). No task is interrupted,
+// and retired workers keep their counters, so metrics stay exact.
+void pool_core::resize(std::size_t n) {
+  if (n == 0) throw std::invalid_argument("tidepool::pool::resize: a pool needs at least one worker");
+  if (n > worker_slots::capacity) throw std::invalid_argument("tidepool::pool::resize: at most 1024 workers");
+  std::lock_guard lock(resize_mutex_);
+  if (shutdown_.load(std::memory_order_acquire)) return;
+  std::size_t active = target_workers_.load(std::memory_order_relaxed);
+  if (n > active) {
+    for (const auto& w : workers_) {
+      if (active == n) break;
+      worker_state expected = worker_state::retiring;
+      if (w->state.compare_exchange_strong(expected, worker_state::active, std::memory_order_acq_rel)) ++active;
+    }
+    for (const auto& w : workers_) {
+      if (active == n) break;
+      worker_state state = w->state.load(std::memory_order_acquire);
+      if (state != worker_state::leaving && state != worker_state::exited) continue;
+      while (w->state.load(std::memory_order_acquire) != worker_state::exited) std::this_thread::yield();
+      if (w->thread.joinable()) w->thread.join();
+      w->state.store(worker_state::active, std::memory_order_release);
+      launch(*w);
+      ++active;
+    }
+    while (active < n) {
+      worker& w = workers_.add(std::make_unique<worker>(*this, workers_.size()));
+      launch(w);
+      ++active;
+    }
+  } else if (n < active) {
+    for (std::size_t i = workers_.size(); i-- > 0 && active > n;) {
+      worker_state expected = worker_state::active;
+      if (workers_[i]->state.compare_exchange_strong(expected, worker_state::retiring, std::memory_order_seq_cst)) {
+        --active;
+      }
+    }
+    // Sleeping workers cannot retire: wake them all (the ones that stay will sleep again).
+    std::vector<worker*> sleepers;
+    {
+      std::lock_guard idle(idle_mutex_);
+      sleepers.swap(sleepers_);
+      sleepers_.reserve(worker_slots::capacity);
+      unparked_.fetch_add(static_cast<std::uint32_t>(sleepers.size()), std::memory_order_seq_cst);
+    }
+    for (worker* w : sleepers) wake(*w);
+  }
+  target_workers_.store(n, std::memory_order_release);
+  slot_limit_.store(slot_limit(n, options_.queue_capacity), std::memory_order_release);
+  // A grow may have made room for submitters blocked on a full queue.
+  capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(capacity_epoch_);
 }
 
 pool_metrics pool_core::metrics() const {
@@ -123,5 +192,6 @@ void pool::stop_and_wait() { core_->stop_and_wait(); }
 bool pool::stopped() const noexcept { return core_->stopping(); }
 pool_metrics pool::metrics() const { return core_->metrics(); }
 std::size_t pool::workers() const noexcept { return core_->worker_count(); }
+void pool::resize(std::size_t workers) { core_->resize(workers); }
 
 }  // namespace tidepool

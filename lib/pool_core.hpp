@@ -24,6 +24,7 @@
 #include <mutex>    // for std::mutex
 #include <optional> // for std::optional
 #include <stop_token>  // for std::stop_callback
+#include <stdexcept>  // for std::length_error
 #include <thread>   // for std::thread
 #include <vector>   // for std::vector
 
@@ -88,6 +89,11 @@ class external_submissions {
 
 class pool_core;
 
+// A worker's life across resize(): active → retiring (asked to leave) → leaving (its thread
+// hands its deque over and exits) → exited; a grow may turn retiring back into active, or
+// restart an exited worker.
+enum class worker_state : std::uint8_t { active, retiring, leaving, exited };
+
 struct alignas(cache_line_size) worker {
   worker(pool_core& owner, std::size_t position) : core(owner), index(position), rng_state(position * 2 + 1) {}
 
@@ -118,7 +124,38 @@ struct alignas(cache_line_size) worker {
   // while it sleeps (under the idle lock, published through wake_word).
   bool searching = false;
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
+  std::atomic<worker_state> state{worker_state::active};
   std::thread thread;
+};
+
+// The workers, in slots that never move: readers iterate them without a lock while resize()
+// adds workers. A worker, once created, lives as long as the pool: retired ones keep their
+// counters (so metrics stay exact) and may be restarted.
+class worker_slots {
+ public:
+  static constexpr std::size_t capacity = 1024;
+
+  worker_slots() : slots_(std::make_unique<std::unique_ptr<worker>[]>(capacity)) {}
+
+  // Every worker ever created, retired ones included.
+  [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_acquire); }
+  [[nodiscard]] const std::unique_ptr<worker>& operator[](std::size_t i) const noexcept { return slots_[i]; }
+  [[nodiscard]] const std::unique_ptr<worker>* begin() const noexcept { return slots_.get(); }
+  [[nodiscard]] const std::unique_ptr<worker>* end() const noexcept { return slots_.get() + size(); }
+
+  // Only one thread at a time (pool construction, or resize under its mutex).
+  worker& add(std::unique_ptr<worker> w) {
+    const std::size_t i = count_.load(std::memory_order_relaxed);
+    if (i == capacity) throw std::length_error("tidepool: a pool has at most 1024 workers");
+    slots_[i] = std::move(w);
+    // release: a reader that sees the new count sees a fully constructed worker.
+    count_.store(i + 1, std::memory_order_release);
+    return *slots_[i];
+  }
+
+ private:
+  std::unique_ptr<std::unique_ptr<worker>[]> slots_;
+  std::atomic<std::size_t> count_{0};
 };
 
 // Set on a worker thread for its whole life.
@@ -162,7 +199,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void shutdown();
 
   [[nodiscard]] pool_metrics metrics() const;
-  [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
+  [[nodiscard]] std::size_t worker_count() const noexcept { return target_workers_.load(std::memory_order_acquire); }
+  void resize(std::size_t workers);
   [[nodiscard]] worker* worker_of_this_thread() noexcept {
     worker* w = current_worker();
     return w != nullptr && &w->core == this ? w : nullptr;
@@ -191,10 +229,17 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] std::uint64_t submitted() const noexcept;
 
   const pool_options options_;
-  std::vector<std::unique_ptr<worker>> workers_;
+  worker_slots workers_;
   segmented_queue<task_node> global_;
-  const std::size_t slot_limit_;  // workers + queue_capacity, or unbounded
-  const std::size_t max_searching_;
+  std::atomic<std::size_t> slot_limit_;  // workers + queue_capacity, or unbounded
+
+  // Resizing (pool.cpp). running_workers_ counts threads in the worker loop, retiring ones
+  // included until they leave; target_workers_ is what resize() asked for.
+  std::mutex resize_mutex_;
+  std::atomic<std::size_t> target_workers_{0};
+  std::atomic<std::uint32_t> running_workers_{0};
+  void launch(worker& w);
+  [[nodiscard]] bool retire(worker& w) noexcept;
 
   // Shared counters: only external submissions and refusals write them.
   external_submissions external_;

@@ -8,10 +8,10 @@
 namespace tidepool::detail {
 
 pool_core::admission pool_core::admit(worker* self, bool may_block) {
-  if (slot_limit_ == unbounded) return admission::admitted;
+  if (slot_limit_.load(std::memory_order_acquire) == unbounded) return admission::admitted;
   std::size_t used = in_flight_.load(std::memory_order_relaxed);
   for (;;) {
-    while (used < slot_limit_) {
+    while (used < slot_limit_.load(std::memory_order_acquire)) {
       if (in_flight_.compare_exchange_weak(used, used + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
         return admission::admitted;
       }
@@ -27,7 +27,9 @@ pool_core::admission pool_core::admit(worker* self, bool may_block) {
     const std::uint32_t epoch = capacity_epoch_.load(std::memory_order_seq_cst);
     blocked_submitters_.fetch_add(1, std::memory_order_seq_cst);
     used = in_flight_.load(std::memory_order_seq_cst);
-    if (used >= slot_limit_ && !stopping_.load(std::memory_order_seq_cst)) futex_wait(capacity_epoch_, epoch);
+    if (used >= slot_limit_.load(std::memory_order_seq_cst) && !stopping_.load(std::memory_order_seq_cst)) {
+      futex_wait(capacity_epoch_, epoch);
+    }
     blocked_submitters_.fetch_sub(1, std::memory_order_relaxed);
     if (stopping_.load(std::memory_order_seq_cst)) return admission::stopped;
     used = in_flight_.load(std::memory_order_relaxed);
@@ -35,7 +37,7 @@ pool_core::admission pool_core::admit(worker* self, bool may_block) {
 }
 
 void pool_core::release_slot() noexcept {
-  if (slot_limit_ == unbounded) return;
+  if (slot_limit_.load(std::memory_order_relaxed) == unbounded) return;
   // seq_cst on both: Dekker with admit(), which announces itself in blocked_submitters_ and
   // then re-reads in_flight_. Either it sees our release, or we see it and wake it.
   in_flight_.fetch_sub(1, std::memory_order_seq_cst);

@@ -50,6 +50,7 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
   name_this_thread(core->options_.name, w->index);
   this_thread_worker = w;
   for (;;) {
+    if (w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w)) return;
     task_node* t = core->find_task(*w);
     if (t != nullptr) {
       core->stop_searching(*w);  // if we were woken as a searcher: pass the baton on
@@ -65,6 +66,28 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
   this_thread_worker = nullptr;
   // `core` may be the last owner (the pool was destroyed from one of its own tasks): it is
   // released here, on the way out, after this thread has stopped using it.
+}
+
+bool pool_core::retire(worker& w) noexcept {
+  worker_state expected = worker_state::retiring;
+  // A grow may have taken the retirement back: whoever moves the state first decides.
+  if (!w.state.compare_exchange_strong(expected, worker_state::leaving, std::memory_order_acq_rel)) return false;
+  stop_searching(w);
+  // Hand our queued tasks to the others (an out-of-memory enqueue here ends the process: the
+  // tasks could not be given to anyone else).
+  while (task_node* t = w.deque.pop()) {
+    global_.enqueue(t);
+    w.counters.overflow_pushes.add();
+  }
+  unparked_.fetch_sub(1, std::memory_order_seq_cst);
+  running_workers_.fetch_sub(1, std::memory_order_seq_cst);
+  wake_one_if_needed(&w);
+  // As in park(): we may have finished the last task a drain waiter is waiting for.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
+  this_thread_worker = nullptr;
+  w.state.store(worker_state::exited, std::memory_order_release);  // last touch of w
+  return true;
 }
 
 task_node* pool_core::take_global(worker& w) noexcept {

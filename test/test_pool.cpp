@@ -503,6 +503,96 @@ TEST(Pool, MetricsSnapshotsStayConsistentUnderLoad) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Resizing
+
+TEST(Pool, GrowingStartsWorkersAtOnce) {
+  pool p(with_workers(1));
+  p.resize(3);
+  EXPECT_EQ(p.workers(), 3U);
+  // Three tasks that can only finish together need three workers.
+  std::latch rendezvous(3);
+  std::vector<tidepool::task<bool>> tasks;
+  for (int i = 0; i < 3; ++i) tasks.push_back(p.submit([&] { return arrive_and_wait_for(rendezvous, 5000ms); }));
+  for (auto& t : tasks) EXPECT_TRUE(t.get());
+  EXPECT_THROW(p.resize(0), std::invalid_argument);
+}
+
+TEST(Pool, ShrinkingNeverInterruptsRunningTasks) {
+  pool p(with_workers(3));
+  std::latch release(1);
+  std::latch all_running(3);
+  std::atomic<int> finished{0};
+  for (int i = 0; i < 3; ++i) {
+    p.go([&] {
+      all_running.count_down();
+      release.wait();
+      finished.fetch_add(1);
+    });
+  }
+  all_running.wait();
+  p.resize(1);  // returns at once; the surplus workers leave after their task
+  EXPECT_EQ(p.workers(), 1U);
+  release.count_down();
+  p.stop_and_wait();
+  EXPECT_EQ(finished.load(), 3);
+}
+
+TEST(Pool, ResizingUpAndDownUnderLoadKeepsMetricsExact) {
+  pool p(with_workers(2));
+  std::atomic<long> ran{0};
+  std::atomic<bool> done{false};
+  std::thread resizer([&] {
+    const std::size_t sizes[] = {4, 1, 3, 2, 1, 4, 2};
+    for (int round = 0; !done.load(); ++round) {
+      p.resize(sizes[round % 7]);
+      std::this_thread::sleep_for(200us);
+    }
+  });
+  const std::size_t n = stress_count(200'000, 5'000);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i % 3 == 0) {
+      p.go([&] { ran.fetch_add(1); });
+    } else {
+      // Tasks that spawn tasks keep deques busy while their workers retire.
+      p.go([&] {
+        ran.fetch_add(1);
+        // try_submit: once stop_and_wait below has stopped the pool this is refused (counted
+        // dropped) instead of throwing, which would make this task count as failed.
+        if (ran.load() % 5 == 0) static_cast<void>(p.try_submit([&] { ran.fetch_add(1); }));
+      });
+    }
+  }
+  done.store(true);
+  resizer.join();
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.succeeded, static_cast<std::uint64_t>(ran.load()));
+  EXPECT_EQ(m.submitted, m.succeeded);
+  EXPECT_EQ(m.failed + m.cancelled, 0U);
+  EXPECT_EQ(m.waiting + m.running, 0U);
+  expect_consistent(m);
+}
+
+TEST(Pool, ABoundedQueueFollowsTheWorkerCount) {
+  pool_options o = with_workers(1);
+  o.queue_capacity = 0;
+  pool p(o);
+  std::latch release(1);
+  std::latch busy(1);
+  p.go([&] {
+    busy.count_down();
+    release.wait();
+  });
+  busy.wait();
+  EXPECT_FALSE(p.try_submit([] {}).has_value());
+  p.resize(2);
+  auto extra = p.try_submit([] { return 2; });
+  ASSERT_TRUE(extra.has_value()) << "a second worker makes room for a second task";
+  EXPECT_EQ(extra->get(), 2);
+  release.count_down();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Lifetime
 
 TEST(Pool, DestructorCalledFromAWorkerDoesNotDeadlockOrCrash) {

@@ -124,6 +124,12 @@ class pool {
   [[nodiscard]] pool_metrics metrics() const;
   [[nodiscard]] std::size_t workers() const noexcept;
 
+  // Changes the number of workers (1 to 1024). Growing starts workers at once. Shrinking never
+  // interrupts a task: surplus workers finish the task they run, hand their queued tasks to the
+  // others and exit the next time they look for work. Metrics stay exact. With a bounded queue
+  // the limit follows: at most workers + queue_capacity unfinished tasks.
+  void resize(std::size_t workers);
+
  private:
   friend class task_group;
   friend class subpool;
