@@ -48,11 +48,8 @@ void pool_core::release_slot() noexcept {
 }
 
 void pool_core::refuse(task_node* node) noexcept {
-  dropped_.fetch_add(1, std::memory_order_relaxed);
-  node->ops(node, task_op::cancel);
-  // Nobody else ever saw the node: drop every reference at once.
-  node->refs.store(1, std::memory_order_relaxed);
-  release_task_node(node);
+  count_dropped();
+  discard_task_node(node);
 }
 
 submit_status pool_core::submit(task_node* node, bool may_block) {

@@ -89,9 +89,7 @@ void subpool_core::count_dropped() noexcept {
 
 void subpool_core::refuse(task_node* node) noexcept {
   count_dropped();
-  node->ops(node, task_op::cancel);
-  node->refs.store(1, std::memory_order_relaxed);
-  release_task_node(node);
+  discard_task_node(node);
 }
 
 submit_status subpool_core::submit(task_node* node, bool may_block) {

@@ -130,4 +130,10 @@ void release_task_node(task_node* node) noexcept {
   free_task_node(node);
 }
 
+void discard_task_node(task_node* node) noexcept {
+  node->ops(node, task_op::cancel);
+  node->refs.store(1, std::memory_order_relaxed);  // nobody else ever saw it
+  release_task_node(node);
+}
+
 }  // namespace tidepool::detail

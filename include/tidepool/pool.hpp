@@ -24,11 +24,10 @@
 #include <exception>    // for std::exception_ptr
 #include <functional>   // for std::function
 #include <memory>       // for std::shared_ptr
-#include <optional>     // for std::optional
 #include <stop_token>   // for std::stop_token
 #include <string>       // for std::string
-#include <type_traits>  // for std::decay_t, std::invoke_result_t
 
+#include "tidepool/detail/submitter.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/errors.hpp"
 #include "tidepool/metrics.hpp"
@@ -66,13 +65,10 @@ class task_group;
 namespace detail {
 class pool_core;
 struct pool_access;
-enum class submit_status { accepted, stopped, full };
-void throw_if_refused(submit_status status);  // pool_stopped or queue_full
-template <class F>
-using task_result_t = std::invoke_result_t<std::decay_t<F>>;
 }  // namespace detail
 
-class pool {
+// submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp).
+class pool : public detail::submitter<pool> {
  public:
   explicit pool(pool_options options = {});
   // stop_and_wait(), then ends the workers. Safe to call from one of the pool's own tasks: that
@@ -83,32 +79,6 @@ class pool {
   pool& operator=(const pool&) = delete;
   pool(pool&&) = delete;
   pool& operator=(pool&&) = delete;
-
-  // Submits f (called once, as an rvalue, on a worker). Blocks while the queue is full unless the
-  // pool is non-blocking. Throws pool_stopped or queue_full when refused.
-  template <class F>
-  [[nodiscard]] auto submit(F&& f) -> task<detail::task_result_t<F>> {
-    using result = detail::task_result_t<F>;
-    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
-    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
-    return detail::task_access<result>::make(n);
-  }
-
-  // Like submit, but never blocks and never throws for a refusal: returns no task instead.
-  template <class F>
-  [[nodiscard]] auto try_submit(F&& f) -> std::optional<task<detail::task_result_t<F>>> {
-    using result = detail::task_result_t<F>;
-    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
-    if (submit_node(n, /*may_block=*/false) != detail::submit_status::accepted) return std::nullopt;
-    return detail::task_access<result>::make(n);
-  }
-
-  // Fire and forget: no handle; an exception goes to on_unhandled_exception.
-  template <class F>
-  void go(F&& f) {
-    detail::task_node* n = detail::make_task_node<std::decay_t<F>, void>(std::forward<F>(f), detail::task_kind::fire_and_forget);
-    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
-  }
 
   // Refuses new tasks from now on; every task already accepted still runs. Does not wait.
   void stop();
@@ -131,6 +101,7 @@ class pool {
   void resize(std::size_t workers);
 
  private:
+  friend class detail::submitter<pool>;
   friend class task_group;
   friend class subpool;
   friend struct detail::pool_access;

@@ -19,9 +19,8 @@
 #include <cstddef>      // for std::size_t
 #include <memory>       // for std::unique_ptr
 #include <optional>     // for std::optional
-#include <type_traits>  // for std::decay_t
 
-#include "tidepool/detail/task_node.hpp"
+#include "tidepool/detail/submitter.hpp"
 #include "tidepool/metrics.hpp"
 #include "tidepool/pool.hpp"
 #include "tidepool/task.hpp"
@@ -37,7 +36,8 @@ namespace detail {
 class subpool_core;
 }
 
-class subpool {
+// submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp).
+class subpool : public detail::submitter<subpool> {
  public:
   subpool(pool& parent, std::size_t max_concurrency, subpool_options options = {});
   subpool(subpool& parent, std::size_t max_concurrency, subpool_options options = {});
@@ -45,28 +45,6 @@ class subpool {
 
   subpool(const subpool&) = delete;
   subpool& operator=(const subpool&) = delete;
-
-  template <class F>
-  [[nodiscard]] auto submit(F&& f) -> task<detail::task_result_t<F>> {
-    using result = detail::task_result_t<F>;
-    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
-    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
-    return detail::task_access<result>::make(n);
-  }
-
-  template <class F>
-  [[nodiscard]] auto try_submit(F&& f) -> std::optional<task<detail::task_result_t<F>>> {
-    using result = detail::task_result_t<F>;
-    detail::task_node* n = detail::make_task_node<std::decay_t<F>, result>(std::forward<F>(f), detail::task_kind::with_handle);
-    if (submit_node(n, /*may_block=*/false) != detail::submit_status::accepted) return std::nullopt;
-    return detail::task_access<result>::make(n);
-  }
-
-  template <class F>
-  void go(F&& f) {
-    detail::task_node* n = detail::make_task_node<std::decay_t<F>, void>(std::forward<F>(f), detail::task_kind::fire_and_forget);
-    detail::throw_if_refused(submit_node(n, /*may_block=*/true));
-  }
 
   void stop();
   // stop(), then waits until every task this subpool accepted has finished (from inside a task
@@ -77,6 +55,7 @@ class subpool {
   [[nodiscard]] std::size_t max_concurrency() const noexcept;
 
  private:
+  friend class detail::submitter<subpool>;
   friend class task_group;
   detail::submit_status submit_node(detail::task_node* node, bool may_block);
 

@@ -84,6 +84,9 @@ void free_task_node(task_node* node) noexcept;
 // Drops one reference; the last one destroys the result, clears the exception and caches the node.
 void release_task_node(task_node* node) noexcept;
 
+// A node that was never accepted: destroys its callable and frees it, whatever its references.
+void discard_task_node(task_node* node) noexcept;
+
 // Where a value of type V lives in a node: inside `storage` if it fits, else on the heap with a
 // pointer to it in `storage`.
 template <class V>
