@@ -10,11 +10,14 @@ namespace tidepool::detail {
 worker* worker_of(pool& p) noexcept { return pool_access::core(p).worker_of_this_thread(); }
 
 bool spawn(worker& w, task_node* job) noexcept {
+  const bool was_empty = w.deque.empty_estimate();
   if (!w.deque.push(job)) return false;
-  // No fence before the wake-up check, unlike a submission: if a sleeping worker misses this
-  // job, the spawner itself runs it when it joins, since it is on the spawner's own deque and
-  // the spawner always joins. A wake-up is an optimisation here, not a correctness need, and a
-  // full fence on every spawn is the single largest cost of a fine-grained fork-join.
+  // A full fence on every spawn would be the largest cost of a fine-grained fork-join, so only
+  // the first job of a burst (pushed onto an empty deque) pays it, for a reliable wake-up
+  // decision (the store→load argument in parking.cpp). Later jobs of the burst sit behind one
+  // that was announced reliably. And a missed wake-up is never a lost job: it is on the
+  // spawner's own deque, and the spawner always joins it.
+  if (was_empty) std::atomic_thread_fence(std::memory_order_seq_cst);
   w.core.wake_one_if_needed(&w);
   return true;
 }

@@ -180,7 +180,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void schedule_internal(task_node* job) { schedule(worker_of_this_thread(), job); }
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }
   void stop() noexcept;
-  [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
   // stop(), and skip every task that has not started yet (the options' stop token).
   void cancel() noexcept;
 

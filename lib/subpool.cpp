@@ -1,5 +1,6 @@
 // tidepool::subpool and its core. See subpool_core.hpp for the design.
 
+#include <chrono>     // for std::chrono::milliseconds
 #include <stdexcept>  // for std::invalid_argument
 
 #include "subpool_core.hpp"
@@ -40,7 +41,7 @@ subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t ma
 
 bool subpool_core::stopping() const noexcept {
   for (const subpool_core* s = this; s != nullptr; s = s->parent_) {
-    if (s->stopping_.load(std::memory_order_acquire)) return true;
+    if (s->stopping_.load(std::memory_order_seq_cst)) return true;
   }
   return root_.stopping();
 }
@@ -63,7 +64,9 @@ bool subpool_core::admit(bool from_worker, bool may_block, submit_status& refusa
     const std::uint32_t epoch = capacity_epoch_.load(std::memory_order_seq_cst);
     blocked_submitters_.fetch_add(1, std::memory_order_seq_cst);
     used = in_flight_.load(std::memory_order_seq_cst);
-    if (used >= slot_limit_ && !stopping()) futex_wait(capacity_epoch_, epoch);
+    // Timed: a stop of an ancestor (pool or subpool) does not bump our epoch, so we look at
+    // stopping() again at least every millisecond.
+    if (used >= slot_limit_ && !stopping()) futex_wait_for(capacity_epoch_, epoch, std::chrono::milliseconds(1));
     blocked_submitters_.fetch_sub(1, std::memory_order_relaxed);
     if (stopping()) {
       refusal = submit_status::stopped;
@@ -111,15 +114,24 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
   }
   for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_add(1, std::memory_order_release);
   node->sub = this;
-  pending_.add();
-  try {
-    queue_.enqueue(node);  // seq_cst: the Dekker with run_one's give-back (subpool_core.hpp)
-  } catch (...) {          // only std::bad_alloc, for a new segment: take the task back
+  auto take_back = [&] {
     for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_sub(1, std::memory_order_release);
     root_.uncount_accepted(self);
     release_slot();
     refuse(node);
     pending_.finish();
+  };
+  // Count, then re-check stopping (both seq_cst): stop_and_wait() sets stopping and then reads
+  // pending_, so either it waits for this task or we see the stop and take the task back.
+  pending_.add();
+  if (stopping()) {
+    take_back();
+    return submit_status::stopped;
+  }
+  try {
+    queue_.enqueue(node);  // seq_cst: the Dekker with run_one's give-back (subpool_core.hpp)
+  } catch (...) {          // only std::bad_alloc, for a new segment
+    take_back();
     throw;
   }
   start_runner_if_possible();
@@ -197,6 +209,7 @@ void subpool_core::stop() noexcept {
 
 void subpool_core::stop_and_wait() {
   stop();
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // stopping_ before pending_: see submit()
   wait_until_done(pending_);
 }
 

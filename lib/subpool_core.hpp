@@ -38,7 +38,7 @@ class subpool_core {
   submit_status submit(task_node* node, bool may_block);
   void stop() noexcept;
   void stop_and_wait();
-  [[nodiscard]] bool stopping() const noexcept;  // this subpool or any ancestor, pool included
+  [[nodiscard]] bool stopping() const noexcept;  // this subpool or any ancestor, pool included (seq_cst)
   [[nodiscard]] pool_metrics metrics() const;
   [[nodiscard]] std::size_t max_concurrency() const noexcept { return max_concurrency_; }
   [[nodiscard]] std::size_t queue_capacity() const noexcept { return queue_capacity_; }

@@ -3,6 +3,7 @@
 // condition holds, so waiting inside a task cannot deadlock the pool.
 
 #include <chrono>  // for std::chrono::steady_clock
+#include <mutex>   // for std::lock_guard
 #include <thread>  // for std::this_thread::yield
 
 #include "pool_core.hpp"
@@ -179,7 +180,12 @@ void pool_core::shutdown() {
   // Submitters that are still finishing their call (or being refused) must be out before the
   // core may be destroyed. Their remaining work is a few hundred nanoseconds.
   while (external_.anyone_inside()) std::this_thread::yield();
-  shutdown_.store(true, std::memory_order_seq_cst);
+  {
+    // Under the resize lock: a task still running on another worker may be inside resize(),
+    // starting threads we would otherwise not join.
+    std::lock_guard lock(resize_mutex_);
+    shutdown_.store(true, std::memory_order_seq_cst);
+  }
   wake_all_for_shutdown();
   worker* self = worker_of_this_thread();
   for (auto& w : workers_) {

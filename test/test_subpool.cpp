@@ -201,6 +201,40 @@ TEST(Subpool, NonBlockingSubpoolRefusesWhenFull) {
   EXPECT_EQ(sub.metrics().succeeded, 4U);
 }
 
+TEST(Subpool, StoppingAnAncestorRefusesSubmittersBlockedOnAFullSubpool) {
+  for (int stop_the_pool = 0; stop_the_pool < 2; ++stop_the_pool) {
+    pool p(with_workers(2));
+    subpool parent(p, 2);
+    tidepool::subpool_options o;
+    o.queue_capacity = 0;
+    subpool sub(parent, 1, o);
+    std::latch release(1);
+    std::latch running(1);
+    sub.go([&] {
+      running.count_down();
+      release.wait();
+    });
+    running.wait();
+    std::atomic<bool> refused{false};
+    std::thread blocked([&] {
+      try {
+        sub.go([] {});
+      } catch (const tidepool::pool_stopped&) {
+        refused.store(true);
+      }
+    });
+    std::this_thread::sleep_for(20ms);
+    if (stop_the_pool != 0) {
+      p.stop();
+    } else {
+      parent.stop();
+    }
+    blocked.join();  // must return while the running task still blocks the only slot
+    EXPECT_TRUE(refused.load());
+    release.count_down();
+  }
+}
+
 TEST(Subpool, BlockingSubpoolCompletesEverythingWithASmallQueue) {
   pool p(with_workers(2));
   tidepool::subpool_options o;

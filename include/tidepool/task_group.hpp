@@ -93,7 +93,13 @@ class task_group {
   void add(detail::task_node* n) {
     n->group = &state_;
     state_.task_added();
-    const detail::submit_status status = submit_(executor_, n);
+    detail::submit_status status;
+    try {
+      status = submit_(executor_, n);
+    } catch (...) {  // out of memory while queueing: the node is gone, so is its pending unit
+      state_.task_finished();
+      throw;
+    }
     if (status != detail::submit_status::accepted) {
       state_.task_finished();  // it never ran; the pool already destroyed and counted it
       detail::throw_if_refused(status);

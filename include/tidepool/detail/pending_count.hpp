@@ -17,8 +17,9 @@ namespace tidepool::detail {
 
 class pending_count {
  public:
-  // Before the work can start anywhere.
-  void add() noexcept { word_.fetch_add(unit, std::memory_order_relaxed); }
+  // Before the work can start anywhere. seq_cst so that an owner that first announces "no more
+  // work" and then waits can use it in a store→load argument (subpool submit vs stop_and_wait).
+  void add() noexcept { word_.fetch_add(unit, std::memory_order_seq_cst); }
 
   // The finisher's last touch of the owner.
   void finish() noexcept {
