@@ -20,6 +20,7 @@
 #include <thread>     // for std::thread
 #include <vector>     // for std::vector
 
+#include "occupied_workers.hpp"
 #include "stress_config.hpp"
 
 namespace {
@@ -298,19 +299,11 @@ TEST(Pool, NonBlockingQueueRefusesThe21stTaskWhenWorkersAreBusy) {
   o.queue_capacity = 20;
   o.non_blocking = true;
   pool p(o);
-  std::latch release(1);
-  std::latch both_busy(2);
-  for (int i = 0; i < 2; ++i) {
-    p.go([&] {
-      both_busy.count_down();
-      release.wait();
-    });
-  }
-  both_busy.wait();
+  tidepool::testing::occupied_workers busy(p, 2);
   for (int i = 0; i < 20; ++i) p.go([] {});
   EXPECT_THROW(p.go([] {}), tidepool::queue_full);
   EXPECT_FALSE(p.try_submit([] {}).has_value());
-  release.count_down();
+  busy.release();
   p.stop_and_wait();
   const pool_metrics m = p.metrics();
   EXPECT_EQ(m.dropped, 2U);
@@ -322,13 +315,7 @@ TEST(Pool, ZeroCapacityAcceptsOnlyWhenAWorkerIsFree) {
   pool_options o = with_workers(1);
   o.queue_capacity = 0;
   pool p(o);
-  std::latch release(1);
-  std::latch busy(1);
-  p.go([&] {
-    busy.count_down();
-    release.wait();
-  });
-  busy.wait();
+  tidepool::testing::occupied_workers busy(p, 1);
   EXPECT_FALSE(p.try_submit([] {}).has_value()) << "try_submit never blocks";
   std::atomic<bool> submitted{false};
   std::thread blocked([&] {
@@ -337,7 +324,7 @@ TEST(Pool, ZeroCapacityAcceptsOnlyWhenAWorkerIsFree) {
   });
   std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(submitted.load()) << "submit must block while the only worker is busy";
-  release.count_down();
+  busy.release();
   blocked.join();
   EXPECT_TRUE(submitted.load());
   EXPECT_EQ(p.metrics().dropped, 1U);
@@ -347,13 +334,7 @@ TEST(Pool, StopWakesSubmittersBlockedOnAFullQueue) {
   pool_options o = with_workers(1);
   o.queue_capacity = 0;
   pool p(o);
-  std::latch release(1);
-  std::latch busy(1);
-  p.go([&] {
-    busy.count_down();
-    release.wait();
-  });
-  busy.wait();
+  tidepool::testing::occupied_workers busy(p, 1);
   std::atomic<bool> refused{false};
   std::thread blocked([&] {
     try {
@@ -366,7 +347,6 @@ TEST(Pool, StopWakesSubmittersBlockedOnAFullQueue) {
   p.stop();
   blocked.join();
   EXPECT_TRUE(refused.load());
-  release.count_down();
 }
 
 TEST(Pool, WorkerSubmittingToAFullQueueRunsTheTaskInlineInsteadOfDeadlocking) {
@@ -577,19 +557,12 @@ TEST(Pool, ABoundedQueueFollowsTheWorkerCount) {
   pool_options o = with_workers(1);
   o.queue_capacity = 0;
   pool p(o);
-  std::latch release(1);
-  std::latch busy(1);
-  p.go([&] {
-    busy.count_down();
-    release.wait();
-  });
-  busy.wait();
+  tidepool::testing::occupied_workers busy(p, 1);
   EXPECT_FALSE(p.try_submit([] {}).has_value());
   p.resize(2);
   auto extra = p.try_submit([] { return 2; });
   ASSERT_TRUE(extra.has_value()) << "a second worker makes room for a second task";
   EXPECT_EQ(extra->get(), 2);
-  release.count_down();
 }
 
 // ---------------------------------------------------------------------------------------------

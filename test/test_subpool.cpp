@@ -14,6 +14,7 @@
 #include <thread>     // for std::thread
 #include <vector>     // for std::vector
 
+#include "occupied_workers.hpp"
 #include "stress_config.hpp"
 #include "tidepool/pool.hpp"
 #include "tidepool/task_group.hpp"
@@ -185,17 +186,11 @@ TEST(Subpool, NonBlockingSubpoolRefusesWhenFull) {
   o.queue_capacity = 3;
   o.non_blocking = true;
   subpool sub(p, 1, o);
-  std::latch release(1);
-  std::latch running(1);
-  sub.go([&] {
-    running.count_down();
-    release.wait();
-  });
-  running.wait();
+  tidepool::testing::occupied_workers busy(sub, 1);
   for (int i = 0; i < 3; ++i) sub.go([] {});
   EXPECT_THROW(sub.go([] {}), tidepool::queue_full);
   EXPECT_FALSE(sub.try_submit([] {}).has_value());
-  release.count_down();
+  busy.release();
   sub.stop_and_wait();
   EXPECT_EQ(sub.metrics().dropped, 2U);
   EXPECT_EQ(sub.metrics().succeeded, 4U);
@@ -208,13 +203,7 @@ TEST(Subpool, StoppingAnAncestorRefusesSubmittersBlockedOnAFullSubpool) {
     tidepool::subpool_options o;
     o.queue_capacity = 0;
     subpool sub(parent, 1, o);
-    std::latch release(1);
-    std::latch running(1);
-    sub.go([&] {
-      running.count_down();
-      release.wait();
-    });
-    running.wait();
+    tidepool::testing::occupied_workers busy(sub, 1);
     std::atomic<bool> refused{false};
     std::thread blocked([&] {
       try {
@@ -231,7 +220,6 @@ TEST(Subpool, StoppingAnAncestorRefusesSubmittersBlockedOnAFullSubpool) {
     }
     blocked.join();  // must return while the running task still blocks the only slot
     EXPECT_TRUE(refused.load());
-    release.count_down();
   }
 }
 
