@@ -6,8 +6,14 @@
 //                   task goes (`schedule`)
 //   worker.cpp      the worker loop: find a task (own deque, global queue, steal), run it, finish it
 //   parking.cpp     what an idle worker does: search briefly, then sleep; and who wakes whom
-//   waiting.cpp     waiting for a task or for the pool to drain, helping when called on a worker
-//   pool.cpp        the public tidepool::pool, a thin shell over this core
+//   waiting.cpp     waiting for a task, a group or the pool to drain, helping when on a worker
+//   pool.cpp        the public tidepool::pool, a thin shell over this core; metrics; resize
+//   fork_join.cpp   spawning parallel_invoke's stack jobs onto a worker's deque, taking them back
+//   subpool.cpp     subpools: their own queue, drained by runner jobs placed like tasks (see
+//                   subpool_core.hpp)
+//
+// Kinds of node execute() handles: tasks (counted, maybe in a group and/or a subpool),
+// fork-join jobs (on a spawner's stack, not counted) and subpool runner jobs (not counted).
 //
 // Invariants:
 //   * Every accepted task is counted `submitted` exactly once before any worker can see it, and
