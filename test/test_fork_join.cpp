@@ -13,6 +13,7 @@
 #include <string>      // for std::string
 #include <vector>      // for std::vector
 
+#include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
 #include "tidepool/pool.hpp"
 
@@ -21,11 +22,7 @@ namespace {
 using tidepool::pool;
 using tidepool::pool_options;
 
-pool_options with_workers(std::size_t n) {
-  pool_options o;
-  o.workers = n;
-  return o;
-}
+using tidepool::testing::with_workers;
 
 long fib(pool& p, int n) {
   if (n < 2) return n;

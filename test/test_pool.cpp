@@ -21,6 +21,7 @@
 #include <vector>     // for std::vector
 
 #include "occupied_workers.hpp"
+#include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
 
 namespace {
@@ -31,11 +32,7 @@ using tidepool::pool_metrics;
 using tidepool::pool_options;
 using tidepool::testing::stress_count;
 
-pool_options with_workers(std::size_t n) {
-  pool_options o;
-  o.workers = n;
-  return o;
-}
+using tidepool::testing::with_workers;
 
 // The accounting identity, and gauges that never went negative (they are unsigned).
 void expect_consistent(const pool_metrics& m) {

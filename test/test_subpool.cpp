@@ -15,6 +15,7 @@
 #include <vector>     // for std::vector
 
 #include "occupied_workers.hpp"
+#include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
 #include "tidepool/pool.hpp"
 #include "tidepool/task_group.hpp"
@@ -27,11 +28,7 @@ using tidepool::pool_options;
 using tidepool::subpool;
 using tidepool::testing::stress_count;
 
-pool_options with_workers(std::size_t n) {
-  pool_options o;
-  o.workers = n;
-  return o;
-}
+using tidepool::testing::with_workers;
 
 // Tracks how many tasks of one kind run at once, and the most that ever did.
 struct concurrency_probe {

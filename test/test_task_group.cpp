@@ -13,6 +13,7 @@
 #include <thread>     // for std::this_thread
 #include <vector>     // for std::vector
 
+#include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
 #include "tidepool/pool.hpp"
 
@@ -23,11 +24,7 @@ using tidepool::pool;
 using tidepool::pool_options;
 using tidepool::task_group;
 
-pool_options with_workers(std::size_t n) {
-  pool_options o;
-  o.workers = n;
-  return o;
-}
+using tidepool::testing::with_workers;
 
 TEST(TaskGroup, EmptyGroupWaitReturnsAtOnce) {
   pool p(with_workers(2));
