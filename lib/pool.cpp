@@ -158,6 +158,12 @@ pool_metrics pool_core::metrics() const {
   // Every external submission and every overflow went through the global queue.
   m.global_pushes = external + m.overflow_pushes;
 
+  for (const auto& w : workers_) {
+    w->queue_wait.add_to(m.queue_wait);
+    w->run_time.add_to(m.run_time);
+  }
+  m.latency_sample_every = options_.latency_sample_every;
+
   m.queue_segments = global_.segments_allocated();
   m.retired_segments = global_.reclamation_domain().unreclaimed();
   m.retired_segments_bound = global_.reclamation_domain().unreclaimed_bound();

@@ -23,7 +23,9 @@
 //     Only external submissions and refusals touch shared counters.
 //   * A task is in at most one queue slot at a time, and the slot is cleared when it is taken.
 
+#include <algorithm>  // for std::max
 #include <atomic>   // for std::atomic
+#include <chrono>   // for std::chrono::steady_clock
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t, std::uint64_t
 #include <memory>   // for std::unique_ptr, std::enable_shared_from_this
@@ -38,6 +40,7 @@
 #include "tidepool/detail/chase_lev_deque.hpp"
 #include "tidepool/detail/segmented_queue.hpp"
 #include "tidepool/detail/task_node.hpp"
+#include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
 
 namespace tidepool::detail {
@@ -57,6 +60,36 @@ class owned_counter {
 
  private:
   std::atomic<std::uint64_t> value_{0};
+};
+
+inline std::uint64_t steady_nanoseconds() noexcept {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+// A latency histogram written by one worker only and read by any, like owned_counter. A reader
+// may see a bucket counted before the matching sum or max: each field is right on its own.
+class owned_histogram {
+ public:
+  void record(std::uint64_t ns) noexcept {
+    buckets_[latency_histogram::bucket_of(ns)].add();
+    sum_ns_.add(ns);
+    if (ns > max_ns_.load(std::memory_order_relaxed)) max_ns_.store(ns, std::memory_order_relaxed);
+  }
+  void add_to(latency_histogram& h) const noexcept {
+    for (std::size_t i = 0; i < latency_histogram::bucket_count; ++i) {
+      const std::uint64_t n = buckets_[i].read();
+      h.buckets[i] += n;
+      h.count += n;
+    }
+    h.sum_ns += sum_ns_.read();
+    h.max_ns = std::max(h.max_ns, max_ns_.load(std::memory_order_relaxed));
+  }
+
+ private:
+  owned_counter buckets_[latency_histogram::bucket_count];
+  owned_counter sum_ns_;
+  std::atomic<std::uint64_t> max_ns_{0};
 };
 
 // Submissions from threads outside the pool, counted in shards so that producers on different
@@ -123,6 +156,8 @@ struct alignas(cache_line_size) worker {
     owned_counter parks;
     owned_counter wakeups;
   } counters;
+  owned_histogram queue_wait;  // sampled tasks' submit → start
+  owned_histogram run_time;    // sampled tasks' start → end
   std::uint64_t tick = 0;       // tasks looked for; paces the global-queue poll
   std::uint64_t rng_state;      // picks the first steal victim
   std::size_t help_depth = 0;   // helping waits nested on this thread's stack now
@@ -182,6 +217,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] bool count_accepted(worker* self) noexcept;
   void uncount_accepted(worker* self) noexcept;
   void count_dropped() noexcept { dropped_.fetch_add(1, std::memory_order_relaxed); }
+  // Stamps every latency_sample_every-th node submitted by this thread with the time.
+  void sample_submit_time(task_node* node) const noexcept;
   // An internal job (a subpool's runner): placed like a task, never counted or refused.
   void schedule_internal(task_node* job) { schedule(worker_of_this_thread(), job); }
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }

@@ -1,5 +1,6 @@
 #include "tidepool/prometheus.hpp"
 
+#include <charconv>   // for std::to_chars
 #include <cstdint>    // for std::uint64_t
 #include <stdexcept>  // for std::invalid_argument
 
@@ -30,6 +31,34 @@ void append(std::string& out, std::string_view prefix, std::string_view name, ki
   out += full + ' ' + std::to_string(value) + '\n';
 }
 
+// The shortest decimal that reads back as the same double ("1.28e-07", "0.5").
+std::string number(double value) {
+  char text[32];
+  const auto result = std::to_chars(text, text + sizeof text, value);
+  return std::string(text, result.ptr);
+}
+
+// A histogram in seconds: cumulative `_bucket{le="..."}` lines ending with +Inf, then `_sum` and
+// `_count` (equal to the +Inf bucket).
+void append_histogram(std::string& out, std::string_view prefix, std::string_view name, std::string_view help,
+                      const latency_histogram& h) {
+  std::string full(prefix);
+  full += '_';
+  full += name;
+  full += "_seconds";
+  out += "# HELP " + full + ' ' + std::string(help) + '\n';
+  out += "# TYPE " + full + " histogram\n";
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < latency_histogram::bucket_count; ++i) {
+    cumulative += h.buckets[i];
+    const bool last = i + 1 == latency_histogram::bucket_count;
+    const std::string le = last ? "+Inf" : number(static_cast<double>(latency_histogram::upper_bound_ns(i)) / 1e9);
+    out += full + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) + '\n';
+  }
+  out += full + "_sum " + number(static_cast<double>(h.sum_ns) / 1e9) + '\n';
+  out += full + "_count " + std::to_string(cumulative) + '\n';
+}
+
 }  // namespace
 
 std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
@@ -37,7 +66,7 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
     throw std::invalid_argument("tidepool::to_prometheus: '" + std::string(prefix) + "' is not a valid metric name");
   }
   std::string out;
-  out.reserve(4096);
+  out.reserve(12288);
   append(out, prefix, "tasks_submitted", kind::counter, "Tasks accepted.", m.submitted);
   append(out, prefix, "tasks_succeeded", kind::counter, "Tasks that returned normally.", m.succeeded);
   append(out, prefix, "tasks_failed", kind::counter, "Tasks that threw.", m.failed);
@@ -60,6 +89,10 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
          m.retired_segments);
   append(out, prefix, "retired_segments_bound", kind::gauge, "The most retired segments that can await reclamation.",
          m.retired_segments_bound);
+  append(out, prefix, "latency_sample_every", kind::gauge, "One task in this many is timed for the histograms.",
+         m.latency_sample_every);
+  append_histogram(out, prefix, "queue_wait", "Sampled tasks' time from submission to start.", m.queue_wait);
+  append_histogram(out, prefix, "run_time", "Sampled tasks' time from start to end.", m.run_time);
   return out;
 }
 

@@ -52,7 +52,21 @@ void pool_core::refuse(task_node* node) noexcept {
   discard_task_node(node);
 }
 
+void pool_core::sample_submit_time(task_node* node) const noexcept {
+  const std::uint32_t every = options_.latency_sample_every;
+  if (every == 0) return;
+  // Per thread, shared by every pool: a plain counter, no shared cache line.
+  thread_local std::uint32_t until_next_sample = 0;
+  if (until_next_sample > 1) {
+    --until_next_sample;
+    return;
+  }
+  until_next_sample = every;
+  node->set_submit_time(steady_nanoseconds());
+}
+
 submit_status pool_core::submit(task_node* node, bool may_block) {
+  sample_submit_time(node);
   if (worker* self = worker_of_this_thread()) return submit_from_worker(*self, node, may_block);
 
   // From outside. Announce ourselves first, before anything that may block or touch the pool:

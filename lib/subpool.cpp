@@ -96,6 +96,7 @@ void subpool_core::refuse(task_node* node) noexcept {
 }
 
 submit_status subpool_core::submit(task_node* node, bool may_block) {
+  root_.sample_submit_time(node);
   worker* self = root_.worker_of_this_thread();
   if (stopping()) {
     refuse(node);

@@ -201,7 +201,14 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
 
   w.counters.started.add();
   if (sub != nullptr) sub->on_started();
+  const std::uint64_t submitted_at = node->submit_time();
+  std::uint64_t started_at = 0;
+  if (submitted_at != 0) {
+    started_at = steady_nanoseconds();
+    w.queue_wait.record((started_at - submitted_at) & task_node::submit_time_mask);
+  }
   node->ops(node, task_op::run);  // destroys the callable and its captures, whatever happens
+  if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);
 
   const bool failed = node->error != nullptr;
   if (failed && group != nullptr) {

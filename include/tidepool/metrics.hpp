@@ -3,6 +3,8 @@
 
 #include <cstdint>  // for std::uint64_t
 
+#include "tidepool/latency_histogram.hpp"
+
 namespace tidepool {
 
 // Task counters follow Go's pond: every accepted task is counted `submitted` once and is, at any
@@ -39,6 +41,14 @@ struct pool_metrics {
   std::uint64_t queue_segments = 0;            // allocated, including retired ones not yet freed
   std::uint64_t retired_segments = 0;          // retired, not yet reclaimed
   std::uint64_t retired_segments_bound = 0;    // the most that can ever be retired and unreclaimed
+
+  // Latencies of the sampled tasks (pool_options::latency_sample_every): submit → start, and
+  // start → end. A subpool's tasks are sampled in its root pool's histograms. Fork-join jobs of
+  // parallel_invoke / parallel_for are not tasks and are not sampled.
+  // A subpool's own metrics() leave both empty.
+  latency_histogram queue_wait;
+  latency_histogram run_time;
+  std::uint32_t latency_sample_every = 0;  // the pool's option: 1 in N tasks is timed (0: none)
 
   [[nodiscard]] std::uint64_t completed() const noexcept { return succeeded + failed; }
 };

@@ -4,7 +4,9 @@
 //   std::string body = tidepool::to_prometheus(pool.metrics(), "myserver_pool");
 //
 // Every metric gets a `# HELP` and a `# TYPE` line. Monotonic counts are counters named
-// `<prefix>_<what>_total`; levels (waiting, running, queue segments) are gauges.
+// `<prefix>_<what>_total`; levels (waiting, running, queue segments) are gauges; the latency
+// histograms are `<prefix>_queue_wait_seconds` and `<prefix>_run_time_seconds`, with cumulative
+// `_bucket{le="..."}` lines (powers of two nanoseconds, then +Inf), `_sum` and `_count`.
 
 #include <string>       // for std::string
 #include <string_view>  // for std::string_view

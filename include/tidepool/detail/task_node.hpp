@@ -67,12 +67,26 @@ struct alignas(cache_line_size) task_node {
   subpool_core* sub = nullptr;        // the subpool it was submitted to, if any
   task_kind kind = task_kind::fire_and_forget;
   bool has_result = false;  // a non-void result was stored and is not destroyed yet
+  // When a sampled task was submitted: steady_clock nanoseconds modulo 2^48 (0: not sampled).
+  // 48 bits fit the header's padding and wrap after 78 hours, far beyond any queue wait.
+  std::uint16_t submit_time_high = 0;
+  std::uint32_t submit_time_low = 0;
 
-  static constexpr std::size_t header_size = 48;  // 42 used, padded to storage_align
+  static constexpr std::size_t header_size = 48;  // all used
   static constexpr std::size_t storage_size = size - header_size;
   alignas(storage_align) std::byte storage[storage_size];
 
   [[nodiscard]] std::uint32_t outcome() const noexcept { return state.load(std::memory_order_acquire) & outcome_mask; }
+
+  static constexpr std::uint64_t submit_time_mask = (std::uint64_t{1} << 48) - 1;
+  void set_submit_time(std::uint64_t ns) noexcept {
+    const std::uint64_t stamp = (ns & submit_time_mask) == 0 ? 1 : ns & submit_time_mask;
+    submit_time_high = static_cast<std::uint16_t>(stamp >> 32);
+    submit_time_low = static_cast<std::uint32_t>(stamp);
+  }
+  [[nodiscard]] std::uint64_t submit_time() const noexcept {
+    return (std::uint64_t{submit_time_high} << 32) | submit_time_low;
+  }
 };
 static_assert(sizeof(task_node) == task_node::size, "a task node is exactly two cache lines");
 static_assert(offsetof(task_node, storage) == task_node::header_size);
@@ -166,6 +180,8 @@ template <class F, class R, class Fn>
   n->kind = kind;
   n->group = nullptr;
   n->sub = nullptr;
+  n->submit_time_high = 0;
+  n->submit_time_low = 0;
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
   return n;
 }
