@@ -165,8 +165,8 @@ pool_metrics pool_core::metrics() const {
   m.latency_sample_every = options_.latency_sample_every;
 
   m.queue_segments = global_.segments_allocated();
-  m.retired_segments = global_.reclamation_domain().unreclaimed();
-  m.retired_segments_bound = global_.reclamation_domain().unreclaimed_bound();
+  m.retired_segments = global_.unreclaimed_segments();
+  m.retired_segments_bound = global_.unreclaimed_segments_bound();
   return m;
 }
 

@@ -38,10 +38,10 @@
 
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/chase_lev_deque.hpp"
-#include "tidepool/detail/segmented_queue.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
+#include "global_queue.hpp"
 
 namespace tidepool::detail {
 
@@ -273,7 +273,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   const pool_options options_;
   worker_slots workers_;
-  segmented_queue<task_node> global_;
+  global_queue global_;
   std::atomic<std::size_t> slot_limit_;  // workers + queue_capacity, or unbounded
 
   // Resizing (pool.cpp). running_workers_ counts threads in the worker loop, retiring ones
