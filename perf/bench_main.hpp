@@ -1,7 +1,8 @@
 #pragma once
 // The shared main() of the comparison programs: a `--quick` mode and one size flag on top of
 // Google Benchmark's own flags, 5 repetitions by default (3 in quick mode), and a summary table
-// of medians and ratios printed after the usual output.
+// of medians and ratios printed after the usual output. main_options: for programs that register
+// their benchmarks once the flags are known, or shorten each repetition in quick mode.
 
 #include <benchmark/benchmark.h>
 
@@ -22,10 +23,20 @@ struct size_flag {
   const char* what;  // printed before the run: "%zu items per run"
 };
 
-inline int benchmark_main(int argc, char** argv, size_flag size, summary_reporter& reporter) {
+// What a program may add; the defaults change nothing.
+struct main_options {
+  // Called once the flags are read, by programs whose set of benchmarks depends on them.
+  void (*register_benchmarks)(bool quick) = nullptr;
+  // --benchmark_min_time in quick mode, unless given (seconds, e.g. "0.05").
+  const char* quick_min_time = nullptr;
+};
+
+inline int benchmark_main(int argc, char** argv, size_flag size, summary_reporter& reporter,
+                          main_options options = {}) {
   std::vector<char*> args;
   bool quick = false;
   bool repetitions_given = false;
+  bool min_time_given = false;
   bool size_given = false;
   const std::size_t prefix_length = std::strlen(size.prefix);
   for (int i = 0; i < argc; ++i) {
@@ -36,15 +47,22 @@ inline int benchmark_main(int argc, char** argv, size_flag size, summary_reporte
       size_given = true;
     } else {
       repetitions_given |= std::strncmp(argv[i], "--benchmark_repetitions", 23) == 0;
+      min_time_given |= std::strncmp(argv[i], "--benchmark_min_time", 20) == 0;
       args.push_back(argv[i]);
     }
   }
   if (quick && !size_given) *size.value = size.quick_value;
   std::string repetitions = quick ? "--benchmark_repetitions=3" : "--benchmark_repetitions=5";
   if (!repetitions_given) args.insert(args.begin() + 1, repetitions.data());
+  std::string min_time = "--benchmark_min_time=";
+  if (quick && options.quick_min_time != nullptr && !min_time_given) {
+    min_time += options.quick_min_time;
+    args.insert(args.begin() + 1, min_time.data());
+  }
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+  if (options.register_benchmarks != nullptr) options.register_benchmarks(quick);
 
   std::printf(size.what, *size.value);
   std::printf("\n");
