@@ -10,6 +10,7 @@
 
 #include <condition_variable>  // for std::condition_variable
 #include <cstddef>             // for std::size_t
+#include <cstdint>             // for std::uint32_t
 #include <deque>               // for std::deque
 #include <functional>          // for std::function
 #include <memory>              // for std::unique_ptr
@@ -21,9 +22,12 @@
 
 namespace tidepool::perf {
 
-struct tidepool_pool {
+// SampleEvery: pool_options::latency_sample_every (the library's default, 64, unless a benchmark
+// measures what the latency histograms cost).
+template <std::uint32_t SampleEvery = tidepool::default_latency_sample_every>
+struct tidepool_pool_sampling {
   tidepool::pool pool;
-  explicit tidepool_pool(std::size_t workers) : pool(options(workers)) {}
+  explicit tidepool_pool_sampling(std::size_t workers) : pool(options(workers)) {}
   template <class F>
   void post(F&& f) {
     pool.go(std::forward<F>(f));
@@ -31,9 +35,11 @@ struct tidepool_pool {
   static tidepool::pool_options options(std::size_t workers) {
     tidepool::pool_options o;
     o.workers = workers;
+    o.latency_sample_every = SampleEvery;
     return o;
   }
 };
+using tidepool_pool = tidepool_pool_sampling<>;
 
 // oneTBB's fire-and-forget submission: task_arena::enqueue. By default oneTBB keeps
 // hardware_concurrency − 1 worker threads (it expects the caller to join in); an enqueue-only
@@ -60,13 +66,15 @@ struct asio_pool {
   }
 };
 
-// The floor: one mutex, one condition variable, one std::deque of std::function.
-class mutex_pool {
+// The floor: one mutex, one condition variable, one buffer of std::function. Buffer has
+// push(std::function<void()>&&), empty() and take(); bench_memory plugs in a leaky one.
+template <class Buffer>
+class basic_mutex_pool {
  public:
-  explicit mutex_pool(std::size_t workers) {
+  explicit basic_mutex_pool(std::size_t workers) {
     for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
   }
-  ~mutex_pool() {
+  ~basic_mutex_pool() {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -78,7 +86,7 @@ class mutex_pool {
   void post(F&& f) {
     {
       std::lock_guard lock(mutex_);
-      tasks_.emplace_back(std::forward<F>(f));
+      buffer_.push(std::function<void()>(std::forward<F>(f)));
     }
     ready_.notify_one();
   }
@@ -89,10 +97,9 @@ class mutex_pool {
       std::function<void()> task;
       {
         std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
-        if (tasks_.empty()) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
+        ready_.wait(lock, [&] { return stopping_ || !buffer_.empty(); });
+        if (buffer_.empty()) return;
+        task = buffer_.take();
       }
       task();
     }
@@ -100,9 +107,25 @@ class mutex_pool {
 
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::function<void()>> tasks_;
+  Buffer buffer_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
+
+class function_deque {
+ public:
+  void push(std::function<void()>&& f) { tasks_.push_back(std::move(f)); }
+  [[nodiscard]] bool empty() const noexcept { return tasks_.empty(); }
+  std::function<void()> take() {
+    std::function<void()> f = std::move(tasks_.front());
+    tasks_.pop_front();
+    return f;
+  }
+
+ private:
+  std::deque<std::function<void()>> tasks_;
+};
+
+using mutex_pool = basic_mutex_pool<function_deque>;
 
 }  // namespace tidepool::perf

@@ -1,0 +1,282 @@
+// Memory: what a scheduler keeps alive. tidepool against oneTBB's task_arena::enqueue,
+// boost::asio::thread_pool and a mutex + condition_variable pool, each in a process of its own
+// (tools/compare runs one benchmark per process, so freed memory of one cannot flatter another).
+//
+//   pond110  Go pond's issue 110: 2 workers, and per round a 1 MiB payload captured by 14 tasks
+//            that read it (more tasks than workers). The producer keeps at most 8 rounds
+//            unfinished, so a scheduler that frees each task's captures when it has run holds at
+//            most 8 payloads (plus those being destroyed); one that keeps finished closures holds
+//            more. RSS and live payloads are sampled every few milliseconds. `retaining_model` is
+//            a deliberately wrong pool that keeps each finished closure until its 1024-slot buffer
+//            segment is drained, as pond v2.2.0–v2.3.2 did: it shows what the scenario detects.
+//   queued   1,000,000 empty tasks queued behind 2 busy workers: RSS growth per queued task.
+//
+// Built with TIDEPOOL_PERF_QUEUE defined (bench_memory_<queue>), it runs only tidepool, with its
+// global queue swapped (lib/global_queue.hpp), as `tidepool[<queue>]`.
+//
+//   perf/bench_memory [--quick] [--series_dir=DIR] [google-benchmark flags]
+//   --series_dir: writes DIR/pond110_<scheduler>.csv (seconds,rss_mib,live_payloads).
+//   --quick: 1,500 rounds instead of 10,000.
+
+#include <benchmark/benchmark.h>
+#include <unistd.h>  // for sysconf
+
+#include <atomic>              // for std::atomic
+#include <chrono>              // for std::chrono
+#include <cstdint>             // for std::uint64_t
+#include <cstdio>              // for std::FILE, std::fopen, std::fscanf
+#include <cstring>             // for std::strcmp, std::strncmp, std::memset
+#include <deque>               // for std::deque
+#include <fstream>             // for std::ofstream
+#include <functional>          // for std::function
+#include <memory>              // for std::make_shared, std::shared_ptr
+#include <string>              // for std::string
+#include <thread>              // for std::thread
+#include <vector>              // for std::vector
+
+#include "bench_main.hpp"
+#include "completion_counter.hpp"
+#include "pool_adapters.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+bool g_quick = false;
+std::string g_series_dir;
+std::size_t g_rounds = 10'000;
+tidepool::perf::completion_counter g_done;
+
+double rss_mib() {
+  long pages = 0;
+  long resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+// ---- a pool with pond v2.2's retention, to show what the scenario detects -----------------------
+
+// pond v2.2's buffer: a worker copies a task out and leaves the closure in its slot; a segment
+// is freed only once every slot of it has been read.
+class retaining_buffer {
+ public:
+  void push(std::function<void()>&& f) {
+    if (segments_.empty() || segments_.back().size() == segment_size) {
+      segments_.emplace_back();
+      segments_.back().reserve(segment_size);
+    }
+    segments_.back().push_back(std::move(f));
+  }
+  [[nodiscard]] bool empty() const noexcept { return segments_.empty() || read_ == segments_.front().size(); }
+  std::function<void()> take() {
+    std::function<void()> task = segments_.front()[read_];  // a copy: the slot keeps the captures
+    if (++read_ == segment_size) {
+      segments_.pop_front();
+      read_ = 0;
+    }
+    return task;
+  }
+
+ private:
+  static constexpr std::size_t segment_size = 1024;
+  std::deque<std::vector<std::function<void()>>> segments_;
+  std::size_t read_ = 0;
+};
+using retaining_model_pool = tidepool::perf::basic_mutex_pool<retaining_buffer>;
+
+// ---- pond110 ------------------------------------------------------------------------------------
+
+std::atomic<long> g_live_payloads{0};
+
+struct payload {
+  std::vector<unsigned char> bytes;
+  payload() : bytes(1 << 20) {
+    std::memset(bytes.data(), 1, bytes.size());  // touched: resident, as a real payload is
+    g_live_payloads.fetch_add(1);
+  }
+  ~payload() { g_live_payloads.fetch_sub(1); }
+  payload(const payload&) = delete;
+  payload& operator=(const payload&) = delete;
+};
+
+// Samples RSS and live payloads on a thread of its own until stopped.
+class sampler {
+ public:
+  sampler() : start_(clock_type::now()), thread_([this] { run(); }) {}
+  ~sampler() { stop(); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    stop_.store(true);
+    thread_.join();
+  }
+  struct sample {
+    double seconds;
+    double rss_mib;
+    long live_payloads;
+  };
+  const std::vector<sample>& samples() const { return samples_; }
+
+ private:
+  void run() {
+    while (!stop_.load()) {
+      samples_.push_back({std::chrono::duration<double>(clock_type::now() - start_).count(), rss_mib(),
+                          g_live_payloads.load()});
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  clock_type::time_point start_;
+  std::atomic<bool> stop_{false};
+  std::vector<sample> samples_;
+  std::thread thread_;
+};
+
+template <class Pool>
+void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
+  constexpr std::size_t workers = 2;
+  constexpr std::uint64_t tasks_per_round = 14;
+  constexpr std::uint64_t rounds_in_flight = 8;
+  double peak_rss = 0;
+  long peak_live = 0;
+  for (auto _ : state) {
+    g_done.reset();
+    std::atomic<std::uint64_t> sum{0};
+    sampler samples;
+    const auto start = clock_type::now();
+    {
+      Pool pool(workers);
+      for (std::size_t round = 0; round < g_rounds; ++round) {
+        while (round * tasks_per_round - g_done.total() > rounds_in_flight * tasks_per_round) {
+          std::this_thread::sleep_for(20us);
+        }
+        auto data = std::make_shared<payload>();
+        for (std::uint64_t t = 0; t < tasks_per_round; ++t) {
+          pool.post([data, t, &sum] {
+            std::uint64_t s = 0;
+            for (std::size_t i = t; i < data->bytes.size(); i += 4096) s += data->bytes[i];
+            sum.fetch_add(s, std::memory_order_relaxed);
+            g_done.count_one();
+          });
+        }
+      }
+      g_done.wait_for(g_rounds * tasks_per_round);
+    }
+    state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
+    samples.stop();
+    for (const auto& s : samples.samples()) {
+      peak_rss = std::max(peak_rss, s.rss_mib);
+      peak_live = std::max(peak_live, s.live_payloads);
+    }
+    if (!g_series_dir.empty()) {
+      std::ofstream csv(g_series_dir + "/pond110_" + scheduler + ".csv");
+      csv << "seconds,rss_mib,live_payloads\n";
+      for (const auto& s : samples.samples()) csv << s.seconds << ',' << s.rss_mib << ',' << s.live_payloads << '\n';
+    }
+    // Each task reads 256 bytes of value 1 (1 MiB / 4096 strides).
+    const std::uint64_t expected = g_rounds * tasks_per_round * ((1 << 20) / 4096);
+    if (sum.load() != expected || g_done.total() != g_rounds * tasks_per_round) {
+      state.SkipWithError("wrong answer: a task did not run exactly once");
+      return;
+    }
+    if (g_live_payloads.load() != 0) {
+      state.SkipWithError("wrong answer: payloads outlived the pool");
+      return;
+    }
+  }
+  state.counters["peak_rss_MiB"] = peak_rss;
+  state.counters["peak_live_payloads"] = static_cast<double>(peak_live);
+  state.SetLabel("pond110/2W");
+}
+
+// ---- queued -------------------------------------------------------------------------------------
+
+template <class Pool>
+void BM_Queued(benchmark::State& state) {
+  constexpr std::size_t workers = 2;
+  constexpr std::size_t queued = 1'000'000;
+  double bytes_per_task = 0;
+  double peak_rss = 0;
+  for (auto _ : state) {
+    g_done.reset();
+    const auto start = clock_type::now();
+    {
+      Pool pool(workers);
+      std::atomic<std::size_t> blocked{0};
+      std::atomic<bool> release{false};
+      for (std::size_t w = 0; w < workers; ++w) {
+        pool.post([&] {
+          blocked.fetch_add(1);
+          while (!release.load()) std::this_thread::sleep_for(100us);
+          g_done.count_one();
+        });
+      }
+      while (blocked.load() < workers) std::this_thread::sleep_for(100us);
+      const double before = rss_mib();
+      for (std::size_t i = 0; i < queued; ++i) pool.post([] { g_done.count_one(); });
+      const double after = rss_mib();
+      peak_rss = after;
+      bytes_per_task = (after - before) * 1024.0 * 1024.0 / static_cast<double>(queued);
+      release.store(true);
+      g_done.wait_for(queued + workers);
+    }
+    state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
+    if (g_done.total() != queued + workers) {
+      state.SkipWithError("wrong answer: a task did not run exactly once");
+      return;
+    }
+  }
+  state.counters["bytes_per_task"] = bytes_per_task;
+  state.counters["peak_rss_MiB"] = peak_rss;
+  state.SetLabel("queued/1M");
+}
+
+// ---- registration -------------------------------------------------------------------------------
+
+template <class Pool>
+void register_scheduler(const std::string& name, bool with_queued = true) {
+  benchmark::RegisterBenchmark(("pond110/" + name).c_str(), BM_Pond110<Pool>, name)
+      ->Iterations(1)
+      ->Repetitions(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  if (!with_queued) return;
+  benchmark::RegisterBenchmark(("queued/" + name).c_str(), BM_Queued<Pool>)
+      ->Iterations(1)
+      ->Repetitions(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+void register_all() {
+  using namespace tidepool::perf;
+#ifdef TIDEPOOL_PERF_QUEUE
+  register_scheduler<tidepool_pool>("tidepool[" TIDEPOOL_PERF_QUEUE "]");
+#else
+  register_scheduler<tidepool_pool>("tidepool");
+  register_scheduler<tbb_arena_pool>("tbb_enqueue");
+  register_scheduler<asio_pool>("asio_pool");
+  register_scheduler<mutex_pool>("mutex_pool");
+  register_scheduler<retaining_model_pool>("retaining_model", false);
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--series_dir=", 13) == 0) {
+      g_series_dir = argv[i] + 13;
+    } else {
+      g_quick |= std::strcmp(argv[i], "--quick") == 0;
+      args.push_back(argv[i]);
+    }
+  }
+  register_all();
+  tidepool::perf::summary_reporter reporter("bytes_per_task", "bytes of RSS per queued empty task (queued only)");
+  return tidepool::perf::benchmark_main(static_cast<int>(args.size()), args.data(),
+                                        {"--rounds=", &g_rounds, 1'500, "%zu pond110 rounds"}, reporter);
+}
