@@ -4,9 +4,10 @@
 //
 //   pond110  Go pond's issue 110: 2 workers, and per round a 1 MiB payload captured by 14 tasks
 //            that read it (more tasks than workers). The producer keeps at most 8 rounds
-//            unfinished, so a scheduler that frees each task's captures when it has run holds at
-//            most 8 payloads (plus those being destroyed); one that keeps finished closures holds
-//            more. RSS and live payloads are sampled every few milliseconds. `retaining_model` is
+//            unfinished. Sampled every 5 ms: RSS, live payloads, and *retained* payloads — alive
+//            although all 14 tasks of their round have finished. A scheduler that frees a task's
+//            captures when it has run retains at most the few whose last task is returning right
+//            now (≤ workers); one that keeps finished closures retains many. `retaining_model` is
 //            a deliberately wrong pool that keeps each finished closure until its 1024-slot buffer
 //            segment is drained, as pond v2.2.0–v2.3.2 did: it shows what the scenario detects.
 //   queued   1,000,000 empty tasks queued behind 2 busy workers: RSS growth per queued task.
@@ -16,7 +17,7 @@
 //
 //   perf/bench_memory [--quick] [--series_dir=DIR] [google-benchmark flags]
 //   --series_dir: writes DIR/pond110_<scheduler>.csv (seconds,rss_mib,live_payloads).
-//   --quick: 1,500 rounds instead of 10,000.
+//   --quick: 4,000 rounds instead of 20,000.
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>  // for sysconf
@@ -45,7 +46,7 @@ using namespace std::chrono_literals;
 
 bool g_quick = false;
 std::string g_series_dir;
-std::size_t g_rounds = 10'000;
+std::size_t g_rounds = 20'000;
 tidepool::perf::completion_counter g_done;
 
 double rss_mib() {
@@ -91,6 +92,19 @@ using retaining_model_pool = tidepool::perf::basic_mutex_pool<retaining_buffer>;
 // ---- pond110 ------------------------------------------------------------------------------------
 
 std::atomic<long> g_live_payloads{0};
+// Rounds whose payload exists / rounds whose 14 tasks have all finished: a live payload beyond
+// the difference is retained by the scheduler.
+std::atomic<long> g_rounds_created{0};
+std::atomic<long> g_rounds_finished{0};
+
+// Read finished first and created last: every race then counts a payload as unfinished rather
+// than as retained, except one whose last task is between its count and its return.
+long retained_payloads() {
+  const long finished = g_rounds_finished.load();
+  const long live = g_live_payloads.load();
+  const long created = g_rounds_created.load();
+  return std::max(0L, live - (created - finished));
+}
 
 struct payload {
   std::vector<unsigned char> bytes;
@@ -117,6 +131,7 @@ class sampler {
     double seconds;
     double rss_mib;
     long live_payloads;
+    long retained_payloads;
   };
   const std::vector<sample>& samples() const { return samples_; }
 
@@ -124,7 +139,7 @@ class sampler {
   void run() {
     while (!stop_.load()) {
       samples_.push_back({std::chrono::duration<double>(clock_type::now() - start_).count(), rss_mib(),
-                          g_live_payloads.load()});
+                          g_live_payloads.load(), retained_payloads()});
       std::this_thread::sleep_for(5ms);
     }
   }
@@ -141,8 +156,12 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
   constexpr std::uint64_t rounds_in_flight = 8;
   double peak_rss = 0;
   long peak_live = 0;
+  long peak_retained = 0;
   for (auto _ : state) {
     g_done.reset();
+    g_rounds_created.store(0);
+    g_rounds_finished.store(0);
+    std::vector<std::atomic<std::uint32_t>> tasks_finished(g_rounds);
     std::atomic<std::uint64_t> sum{0};
     sampler samples;
     const auto start = clock_type::now();
@@ -153,11 +172,14 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
           std::this_thread::sleep_for(20us);
         }
         auto data = std::make_shared<payload>();
+        g_rounds_created.fetch_add(1);
+        std::atomic<std::uint32_t>* finished = &tasks_finished[round];
         for (std::uint64_t t = 0; t < tasks_per_round; ++t) {
-          pool.post([data, t, &sum] {
+          pool.post([data, t, finished, &sum] {
             std::uint64_t s = 0;
             for (std::size_t i = t; i < data->bytes.size(); i += 4096) s += data->bytes[i];
             sum.fetch_add(s, std::memory_order_relaxed);
+            if (finished->fetch_add(1) + 1 == tasks_per_round) g_rounds_finished.fetch_add(1);
             g_done.count_one();
           });
         }
@@ -169,11 +191,14 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
     for (const auto& s : samples.samples()) {
       peak_rss = std::max(peak_rss, s.rss_mib);
       peak_live = std::max(peak_live, s.live_payloads);
+      peak_retained = std::max(peak_retained, s.retained_payloads);
     }
     if (!g_series_dir.empty()) {
       std::ofstream csv(g_series_dir + "/pond110_" + scheduler + ".csv");
-      csv << "seconds,rss_mib,live_payloads\n";
-      for (const auto& s : samples.samples()) csv << s.seconds << ',' << s.rss_mib << ',' << s.live_payloads << '\n';
+      csv << "seconds,rss_mib,live_payloads,retained_payloads\n";
+      for (const auto& s : samples.samples()) {
+        csv << s.seconds << ',' << s.rss_mib << ',' << s.live_payloads << ',' << s.retained_payloads << '\n';
+      }
     }
     // Each task reads 256 bytes of value 1 (1 MiB / 4096 strides).
     const std::uint64_t expected = g_rounds * tasks_per_round * ((1 << 20) / 4096);
@@ -188,6 +213,7 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
   }
   state.counters["peak_rss_MiB"] = peak_rss;
   state.counters["peak_live_payloads"] = static_cast<double>(peak_live);
+  state.counters["peak_retained_payloads"] = static_cast<double>(peak_retained);
   state.SetLabel("pond110/2W");
 }
 
@@ -278,5 +304,5 @@ int main(int argc, char** argv) {
   register_all();
   tidepool::perf::summary_reporter reporter("bytes_per_task", "bytes of RSS per queued empty task (queued only)");
   return tidepool::perf::benchmark_main(static_cast<int>(args.size()), args.data(),
-                                        {"--rounds=", &g_rounds, 1'500, "%zu pond110 rounds"}, reporter);
+                                        {"--rounds=", &g_rounds, 4'000, "%zu pond110 rounds"}, reporter);
 }

@@ -26,7 +26,7 @@
 #include <atomic>     // for std::atomic
 #include <chrono>     // for std::chrono
 #include <cmath>      // for std::ceil
-#include <cstdint>    // for std::uint64_t
+#include <cstdint>    // for std::uint64_t, std::int64_t
 #include <cstring>    // for std::strcmp
 #include <ctime>      // for clock_gettime
 #include <random>     // for std::mt19937_64, std::exponential_distribution
@@ -166,8 +166,12 @@ std::uint64_t cpu_ns(clockid_t clock) {
 }
 
 // CPU time of every thread of the process except the calling one. The runner gives this
-// benchmark a process of its own, so those threads are the pool's.
-std::uint64_t other_threads_cpu_ns() { return cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu_ns(CLOCK_THREAD_CPUTIME_ID); }
+// benchmark a process of its own, so those threads are the pool's. Signed: the two clocks are
+// read one after the other, so for an idle pool the difference of two readings can dip below 0.
+std::int64_t other_threads_cpu_ns() {
+  const std::uint64_t own = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+  return static_cast<std::int64_t>(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - own);
+}
 
 template <class Pool>
 void BM_Idle(benchmark::State& state) {
@@ -179,9 +183,9 @@ void BM_Idle(benchmark::State& state) {
     Pool pool(2);
     for (std::size_t i = 0; i < burst; ++i) pool.post([] { g_done.count_one(); });
     g_done.wait_for(burst);
-    const std::uint64_t before = other_threads_cpu_ns();
+    const std::int64_t before = other_threads_cpu_ns();
     std::this_thread::sleep_for(idle_for);
-    const std::uint64_t used = other_threads_cpu_ns() - before;
+    const std::int64_t used = std::max<std::int64_t>(other_threads_cpu_ns() - before, 0);
     cpu_ms_per_s = static_cast<double>(used) / 1e6 / std::chrono::duration<double>(idle_for).count();
     state.SetIterationTime(std::chrono::duration<double>(idle_for).count());
     pool.post([] { g_done.count_one(); });  // asleep, not dead: one more task must run
