@@ -16,8 +16,8 @@
 //     and somebody sleeps. The waker pops one sleeper and counts it as a searcher *before*
 //     waking it, so the next submissions see a searcher and make no wake-up call of their own:
 //     a burst of submissions costs one futex wake, not one per task.
-//   * A searcher that finds a task stops searching; if it was the last searcher it wakes one
-//     more sleeper: where there was one task there are often more, and nobody else is looking.
+//   * A searcher that finds a task stops searching; if it was the last searcher and more work
+//     is in sight, it wakes one more sleeper: nobody else is looking.
 //     A woken worker is a searcher, so the chain continues as long as work is found.
 //
 // No lost wake-ups. A parking worker leaves unparked_ (a seq_cst read-modify-write) and then
@@ -64,8 +64,13 @@ bool pool_core::try_become_searching(worker& w) noexcept {
 void pool_core::stop_searching(worker& w) noexcept {
   if (!w.searching) return;
   w.searching = false;
-  // The last searcher to find work passes the baton: there may be more where this came from.
-  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1) notify_one(&w);
+  // The last searcher to find work passes the baton if more work is in sight. Not blindly: on a
+  // lightly loaded pool, where each task finds everyone asleep, waking a second worker for
+  // nothing put a futex wake (and a lock) between the task and its start, and woke a worker only
+  // to spin and park again. No wake-up is lost: a submitter that saw us searching and woke
+  // nobody published its task before reading searching_ (seq_cst), and we read the queues after
+  // our seq_cst decrement, so we see its task here, or it saw no searcher and woke someone.
+  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1 && work_visible()) notify_one(&w);
 }
 
 task_node* pool_core::search(worker& w) noexcept {
