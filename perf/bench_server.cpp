@@ -177,7 +177,7 @@ template <class Pool>
 void BM_Idle(benchmark::State& state) {
   constexpr std::size_t burst = 200'000;
   const auto idle_for = g_quick ? 1s : 2s;
-  double cpu_ms_per_s = 0;
+  double cpu_us_per_s = 0;
   for (auto _ : state) {
     g_done.reset();
     Pool pool(2);
@@ -186,7 +186,7 @@ void BM_Idle(benchmark::State& state) {
     const std::int64_t before = other_threads_cpu_ns();
     std::this_thread::sleep_for(idle_for);
     const std::int64_t used = std::max<std::int64_t>(other_threads_cpu_ns() - before, 0);
-    cpu_ms_per_s = static_cast<double>(used) / 1e6 / std::chrono::duration<double>(idle_for).count();
+    cpu_us_per_s = static_cast<double>(used) / 1e3 / std::chrono::duration<double>(idle_for).count();
     state.SetIterationTime(std::chrono::duration<double>(idle_for).count());
     pool.post([] { g_done.count_one(); });  // asleep, not dead: one more task must run
     g_done.wait_for(burst + 1);
@@ -195,7 +195,7 @@ void BM_Idle(benchmark::State& state) {
       return;
     }
   }
-  state.counters["cpu_ms_per_s"] = cpu_ms_per_s;
+  state.counters["cpu_us_per_s"] = cpu_us_per_s;
   state.SetLabel("idle/2W");
 }
 
