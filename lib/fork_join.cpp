@@ -14,9 +14,10 @@ bool spawn(worker& w, task_node* job) noexcept {
   if (!w.deque.push(job)) return false;
   // A full fence on every spawn would be the largest cost of a fine-grained fork-join, so only
   // the first job of a burst (pushed onto an empty deque) pays it, for a reliable wake-up
-  // decision (the store→load argument in parking.cpp). Later jobs of the burst sit behind one
-  // that was announced reliably. And a missed wake-up is never a lost job: it is on the
-  // spawner's own deque, and the spawner always joins it.
+  // decision (the store→load argument in parking.cpp). A later job of the burst may go unseen
+  // by a searcher that gives up at that moment: then it waits for the spawner or for the next
+  // thief, costing parallelism, never the job — it is on the spawner's own deque, and the
+  // spawner always joins it.
   if (was_empty) std::atomic_thread_fence(std::memory_order_seq_cst);
   w.core.wake_one_if_needed(&w);
   return true;

@@ -70,7 +70,12 @@ void pool_core::stop_searching(worker& w) noexcept {
   // to spin and park again. No wake-up is lost: a submitter that saw us searching and woke
   // nobody published its task before reading searching_ (seq_cst), and we read the queues after
   // our seq_cst decrement, so we see its task here, or it saw no searcher and woke someone.
-  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1 && work_visible()) notify_one(&w);
+  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+    // The deques' emptiness is read with relaxed loads: the fence makes the read-modify-write
+    // above a full store→load barrier for them too, as in park().
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (work_visible()) notify_one(&w);
+  }
 }
 
 task_node* pool_core::search(worker& w) noexcept {

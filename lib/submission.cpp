@@ -2,6 +2,8 @@
 
 #include <atomic>  // for std::atomic_thread_fence
 
+#include <algorithm>  // for std::min
+
 #include "pool_core.hpp"
 #include "tidepool/detail/futex.hpp"
 
@@ -57,6 +59,9 @@ void pool_core::sample_submit_time(task_node* node) const noexcept {
   if (every == 0) return;
   // Per thread, shared by every pool: a plain counter, no shared cache line.
   thread_local std::uint32_t until_next_sample = 0;
+  // The count is shared by every pool the thread submits to: clamped, so a pool that samples
+  // more often than the last one does not wait out that one's longer period.
+  until_next_sample = std::min(until_next_sample, every);
   if (until_next_sample > 1) {
     --until_next_sample;
     return;
@@ -66,7 +71,6 @@ void pool_core::sample_submit_time(task_node* node) const noexcept {
 }
 
 submit_status pool_core::submit(task_node* node, bool may_block) {
-  sample_submit_time(node);
   if (worker* self = worker_of_this_thread()) return submit_from_worker(*self, node, may_block);
 
   // From outside. Announce ourselves first, before anything that may block or touch the pool:
@@ -97,6 +101,7 @@ submit_status pool_core::submit(task_node* node, bool may_block) {
     take_back(mine, node);
     return submit_status::stopped;
   }
+  sample_submit_time(node);  // accepted: its queue wait starts now
   try {
     schedule(nullptr, node);
   } catch (...) {  // only std::bad_alloc, for a new queue segment
@@ -119,6 +124,7 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
   // A task of ours is running on this thread, so stop_and_wait cannot finish before it does,
   // and it reads our count after the task's own finish: no fence needed against stop().
   self.counters.submitted.add();
+  sample_submit_time(node);  // accepted: its queue wait starts now
   if (admitted == admission::run_inline) {
     self.counters.inline_runs.add();
     execute(self, node, /*holds_slot=*/false);

@@ -96,7 +96,6 @@ void subpool_core::refuse(task_node* node) noexcept {
 }
 
 submit_status subpool_core::submit(task_node* node, bool may_block) {
-  root_.sample_submit_time(node);
   worker* self = root_.worker_of_this_thread();
   if (stopping()) {
     refuse(node);
@@ -129,6 +128,7 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
     take_back();
     return submit_status::stopped;
   }
+  root_.sample_submit_time(node);  // accepted: its queue wait starts now
   try {
     queue_.enqueue(node);  // seq_cst: the Dekker with run_one's give-back (subpool_core.hpp)
   } catch (...) {          // only std::bad_alloc, for a new segment

@@ -102,7 +102,12 @@ task_node* pool_core::take_global(worker& w) noexcept {
   for (std::size_t i = count - 1; i > 0; --i) {
     if (!w.deque.push(batch[i])) std::abort();  // cannot happen: we counted the room, and only we push
   }
-  if (count > 1) wake_one_if_needed(&w);  // more than we can run at once: maybe someone can help
+  if (count > 1) {
+    // More than we can run at once: maybe someone can help. The pushes are plain stores; the
+    // wake-up decision reads the parking counters: store→load needs the fence (parking.cpp).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    wake_one_if_needed(&w);
+  }
   return batch[0];
 }
 

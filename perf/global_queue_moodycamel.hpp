@@ -2,7 +2,9 @@
 // tidepool's global queue replaced by moodycamel::ConcurrentQueue, through lib/global_queue.hpp's
 // seam; compiled only into perf/'s bench_*_moodycamel programs. No producer or consumer tokens:
 // submitters are arbitrary threads. moodycamel keeps per-producer blocks and reuses them; its
-// memory is freed only when the queue is destroyed, and it orders tasks per producer only.
+// memory is freed only when the queue is destroyed. It orders tasks per producer only, and a
+// token-less dequeue scans producers newest first, so with several producers an older one's
+// tasks can wait behind a busy newer one's: its latency tails are not FIFO tails.
 
 #include <concurrentqueue.h>  // for moodycamel::ConcurrentQueue
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>   // for std::atomic
 #include <chrono>   // for std::chrono
 #include <cstdint>  // for std::uint64_t, UINT64_MAX
 #include <thread>   // for std::this_thread::sleep_for
@@ -77,8 +78,16 @@ TEST(LatencyHistogram, PoolRecordsQueueWaitAndRunTimeOfEveryTaskWhenAskedTo) {
   o.latency_sample_every = 1;
   tidepool::pool p(o);
   constexpr int tasks = 10;
+  // The first task holds the only worker until every task is queued, so the last one surely
+  // waits for the nine before it, however slowly this thread submits.
+  std::atomic<bool> all_queued{false};
   std::vector<tidepool::task<void>> handles;
-  for (int i = 0; i < tasks; ++i) handles.push_back(p.submit([] { std::this_thread::sleep_for(2ms); }));
+  handles.push_back(p.submit([&] {
+    while (!all_queued.load()) std::this_thread::sleep_for(100us);
+    std::this_thread::sleep_for(2ms);
+  }));
+  for (int i = 1; i < tasks; ++i) handles.push_back(p.submit([] { std::this_thread::sleep_for(2ms); }));
+  all_queued.store(true);
   for (auto& h : handles) h.get();
   const tidepool::pool_metrics m = p.metrics();
   EXPECT_EQ(m.latency_sample_every, 1U);
@@ -101,13 +110,36 @@ TEST(LatencyHistogram, OneTaskInNIsSampledPerSubmittingThread) {
   o.latency_sample_every = 64;
   tidepool::pool p(o);
   // 6,400 consecutive submissions from one thread hold exactly 100 samples, whatever the phase
-  // this thread's sampling counter was left in.
+  // this thread's sampling counter was left in (by this pool or another: it is clamped to 64).
   for (int i = 0; i < 6'400; ++i) p.go([] {});
   p.stop_and_wait();
   const tidepool::pool_metrics m = p.metrics();
   EXPECT_EQ(m.succeeded, 6'400U);
   EXPECT_EQ(m.run_time.count, 100U);
   EXPECT_EQ(m.queue_wait.count, 100U);
+}
+
+TEST(LatencyHistogram, APoolSamplingEveryTaskIsNotHeldBackByAnotherPoolsLongerPeriod) {
+  tidepool::pool_options rarely = with_workers(1);
+  rarely.latency_sample_every = 1'000'000;
+  tidepool::pool first(rarely);
+  first.submit([] {}).get();  // leaves this thread's sampling counter far from 1
+  tidepool::pool_options always = with_workers(1);
+  always.latency_sample_every = 1;
+  tidepool::pool second(always);
+  for (int i = 0; i < 10; ++i) second.submit([] {}).get();
+  EXPECT_EQ(second.metrics().run_time.count, 10U);
+}
+
+TEST(LatencyHistogram, RefusedSubmissionsAreNotSampled) {
+  tidepool::pool_options o = with_workers(1);
+  o.latency_sample_every = 1;
+  tidepool::pool p(o);
+  p.submit([] {}).get();
+  p.stop_and_wait();
+  for (int i = 0; i < 10; ++i) EXPECT_THROW(p.go([] {}), tidepool::pool_stopped);
+  EXPECT_EQ(p.metrics().queue_wait.count, 1U);
+  EXPECT_EQ(p.metrics().dropped, 10U);
 }
 
 TEST(LatencyHistogram, NothingIsRecordedWhenSamplingIsOff) {
