@@ -20,14 +20,22 @@ bool valid_metric_name(std::string_view name) {
 
 enum class kind { counter, gauge };
 
-void append(std::string& out, std::string_view prefix, std::string_view name, kind k, std::string_view help,
-            std::uint64_t value) {
+// Writes the HELP and TYPE lines of `<prefix>_<name><suffix>` and returns that full name.
+std::string describe(std::string& out, std::string_view prefix, std::string_view name, std::string_view suffix,
+                     std::string_view type, std::string_view help) {
   std::string full(prefix);
   full += '_';
   full += name;
-  if (k == kind::counter) full += "_total";
+  full += suffix;
   out += "# HELP " + full + ' ' + std::string(help) + '\n';
-  out += "# TYPE " + full + (k == kind::counter ? " counter\n" : " gauge\n");
+  out += "# TYPE " + full + ' ' + std::string(type) + '\n';
+  return full;
+}
+
+void append(std::string& out, std::string_view prefix, std::string_view name, kind k, std::string_view help,
+            std::uint64_t value) {
+  const bool counter = k == kind::counter;
+  const std::string full = describe(out, prefix, name, counter ? "_total" : "", counter ? "counter" : "gauge", help);
   out += full + ' ' + std::to_string(value) + '\n';
 }
 
@@ -42,12 +50,7 @@ std::string number(double value) {
 // `_count` (equal to the +Inf bucket).
 void append_histogram(std::string& out, std::string_view prefix, std::string_view name, std::string_view help,
                       const latency_histogram& h) {
-  std::string full(prefix);
-  full += '_';
-  full += name;
-  full += "_seconds";
-  out += "# HELP " + full + ' ' + std::string(help) + '\n';
-  out += "# TYPE " + full + " histogram\n";
+  const std::string full = describe(out, prefix, name, "_seconds", "histogram", help);
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < latency_histogram::bucket_count; ++i) {
     cumulative += h.buckets[i];
