@@ -22,7 +22,7 @@
 //
 // No lost wake-ups. A parking worker leaves unparked_ (a seq_cst read-modify-write) and then
 // looks at every queue once more; a submitter publishes its task (a seq_cst read-modify-write
-// for the global queue, a store plus a seq_cst fence for a deque) and then reads searching_ and
+// for the global queue, a store plus a seq_cst fence for a deque or an inbox) and then reads searching_ and
 // unparked_. Each side orders its write before its read, so at least one sees the other: either
 // the worker finds the task and takes itself off the sleepers list, or the submitter sees a
 // sleeper and wakes it. A searcher that gives up does the same in park(), after it stopped
@@ -97,7 +97,7 @@ task_node* pool_core::search(worker& w) noexcept {
 bool pool_core::work_visible() noexcept {
   if (!global_.empty_estimate()) return true;
   for (const auto& other : workers_) {
-    if (!other->deque.empty_estimate()) return true;
+    if (!other->deque.empty_estimate() || !other->inbox.empty_estimate()) return true;
   }
   return false;
 }

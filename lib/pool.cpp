@@ -146,6 +146,7 @@ pool_metrics pool_core::metrics() const {
   for (const auto& w : workers_) {
     const auto& c = w->counters;
     m.local_pushes += c.local_pushes.read();
+    m.global_pushes += c.global_pushes.read();
     m.overflow_pushes += c.overflow_pushes.read();
     m.global_pops += c.global_pops.read();
     m.steal_attempts += c.steal_attempts.read();
@@ -155,8 +156,9 @@ pool_metrics pool_core::metrics() const {
     m.wakeups += c.wakeups.read();
   }
   m.wakeups += external_wakeups_.load(std::memory_order_relaxed);
-  // Every external submission and every overflow went through the global queue.
-  m.global_pushes = external + m.overflow_pushes;
+  // Every external submission, every task's own submission and every hand-over went through
+  // the global queue.
+  m.global_pushes += external + m.overflow_pushes;
 
   for (const auto& w : workers_) {
     w->queue_wait.add_to(m.queue_wait);

@@ -138,7 +138,21 @@ struct alignas(cache_line_size) worker {
 
   pool_core& core;
   const std::size_t index;
+  // Fork-join work this worker spawned (parallel_invoke's jobs, parallel_for's halves, tasks a
+  // task_group running here submitted): the owner pops the newest, thieves take the oldest.
   chase_lev_deque<task_node> deque;
+  // Submitted tasks this worker took from the global queue in a batch, in submission order.
+  // A FIFO: the owner pushes at the bottom, and everyone, the owner included, takes from the top
+  // with steal(), so the owner and thieves alike take the oldest first. It is a Chase–Lev deque
+  // used from one end on purpose: the structure and its proven orders are the same, nothing new
+  // to trust. Never holds more than one batch.
+  chase_lev_deque<task_node> inbox{inbox_capacity};
+  static constexpr std::size_t inbox_capacity = 64;
+  // Every this many starts, a worker first takes the oldest submitted task in sight (its inbox,
+  // then the global queue) before its own fork-join work. Go's scheduler uses 61 for the same
+  // purpose: prime, so it does not fall into step with periodic task patterns, and rare enough
+  // that fork-join keeps its cache locality. The starvation bound (worker.cpp) is stated in it.
+  static constexpr std::uint32_t fair_take_interval = 61;
 
   // Owner-only state, on lines of its own (the deque's indices sit on their own lines too).
   struct alignas(cache_line_size) counters_t {
@@ -148,6 +162,7 @@ struct alignas(cache_line_size) worker {
     owned_counter failed;
     owned_counter cancelled;
     owned_counter local_pushes;
+    owned_counter global_pushes;  // tasks this worker's tasks submitted to the global queue
     owned_counter overflow_pushes;
     owned_counter global_pops;
     owned_counter steal_attempts;
@@ -158,9 +173,15 @@ struct alignas(cache_line_size) worker {
   } counters;
   owned_histogram queue_wait;  // sampled tasks' submit → start
   owned_histogram run_time;    // sampled tasks' start → end
-  std::uint64_t tick = 0;       // tasks looked for; paces the global-queue poll
+  std::uint32_t until_fair_take = fair_take_interval;  // counts down the starts between fair takes
   std::uint64_t rng_state;      // picks the first steal victim
   std::size_t help_depth = 0;   // helping waits nested on this thread's stack now
+  // How deeply helping waits may nest on one worker's stack. Each helped task may itself wait
+  // and help, so without a cap a pile of tasks that all wait for one slow task would nest on a
+  // single stack until it overflows. Past the cap a waiting worker runs only its own fork-join
+  // work and the very task it waits for (waiting.cpp). 256 levels of a few hundred bytes each
+  // stay far inside an 8 MiB stack.
+  static constexpr std::size_t max_help_depth = 256;
   // Counted in pool_core::searching_. Written by this worker, or by the thread that wakes it
   // while it sleeps (under the idle lock, published through wake_word).
   bool searching = false;
@@ -230,6 +251,13 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // --- worker.cpp
   [[nodiscard]] task_node* find_task(worker& w) noexcept;
   void execute(worker& w, task_node* node, bool holds_slot) noexcept;
+  // Counts a fork-join job that `w` takes back and runs itself as a start, and on every
+  // fair_take_interval-th start first runs the oldest submitted task in sight (worker.cpp has the
+  // starvation bound this keeps).
+  void count_job_start(worker& w) noexcept;
+  // Runs `node`, a task with a handle that the calling worker waits for, here and now if nobody
+  // has started it yet; false otherwise. Used past the helping cap (waiting.cpp).
+  [[nodiscard]] bool run_if_unstarted(worker& w, task_node* node) noexcept;
 
   // --- parking.cpp
   [[nodiscard]] task_node* search(worker& w) noexcept;
@@ -259,8 +287,13 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void take_back(external_submissions::shard& mine, task_node* node) noexcept;
   void schedule(worker* self, task_node* node);
   void report_unhandled(std::exception_ptr error) noexcept;
-  [[nodiscard]] task_node* steal_for(worker& w) noexcept;
+  // One task from another worker's inbox or deque (`source`), oldest first; null if none.
+  [[nodiscard]] task_node* steal_for(worker& w, chase_lev_deque<task_node> worker::*source) noexcept;
   [[nodiscard]] task_node* take_global(worker& w) noexcept;
+  [[nodiscard]] static task_node* take_inbox(worker& w) noexcept;
+  [[nodiscard]] task_node* take_oldest_submitted(worker& w) noexcept;
+  [[nodiscard]] static bool fair_take_due(worker& w) noexcept;
+  void run_task(worker& w, task_node* node, bool holds_slot) noexcept;
   [[nodiscard]] bool work_visible() noexcept;
   bool try_become_searching(worker& w) noexcept;
   void notify_one(worker* waker) noexcept;

@@ -102,6 +102,7 @@ submit_status pool_core::submit(task_node* node, bool may_block) {
     return submit_status::stopped;
   }
   sample_submit_time(node);  // accepted: its queue wait starts now
+  node->pool = this;
   try {
     schedule(nullptr, node);
   } catch (...) {  // only std::bad_alloc, for a new queue segment
@@ -125,6 +126,7 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
   // and it reads our count after the task's own finish: no fence needed against stop().
   self.counters.submitted.add();
   sample_submit_time(node);  // accepted: its queue wait starts now
+  node->pool = this;
   if (admitted == admission::run_inline) {
     self.counters.inline_runs.add();
     execute(self, node, /*holds_slot=*/false);
@@ -182,20 +184,29 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 }
 
 // The one place that decides where an accepted task goes.
+//   * Tasks a task_group submits from inside a task of this pool are fork-join: they go onto
+//     the worker's own deque, where the group's wait() finds them first. If the deque is full
+//     they run here and now, so deep recursion never strands a child where a waiter past the
+//     helping cap would not look (each level is one stack frame, as in serial recursion).
+//   * Everything else — submissions from any thread, a task's own submissions, subpools' runner
+//     jobs — goes to the global queue, which is FIFO: tasks from one thread start in the order
+//     they were submitted (up to one batch apart, see worker.cpp), and what a task submits
+//     waits behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
-  if (self != nullptr) {
-    if (self->deque.push(node)) {
-      self->counters.local_pushes.add();
-    } else {
-      global_.enqueue(node);  // overflow: the deque is full, the global queue is not bounded
-      self->counters.overflow_pushes.add();
+  if (self != nullptr && node->group != nullptr) {
+    if (!self->deque.push(node)) {
+      self->counters.inline_runs.add();
+      execute(*self, node, /*holds_slot=*/true);
+      return;
     }
+    self->counters.local_pushes.add();
     // The deque push is a plain store; the wake-up decision below reads the parking counters.
     // Store→load needs a full fence (parking.cpp has its half of the argument).
     std::atomic_thread_fence(std::memory_order_seq_cst);
   } else {
     // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence.
     global_.enqueue(node);
+    if (self != nullptr) self->counters.global_pushes.add();
   }
   wake_one_if_needed(self);
 }

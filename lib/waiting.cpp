@@ -45,25 +45,22 @@ bool block_on(task_node* node, const std::chrono::steady_clock::time_point* dead
   return true;
 }
 
-// How deeply helping waits may nest on one worker's stack. Each helped task may itself wait and
-// help, so without a cap a pile of tasks that all wait for one slow task would nest on a single
-// stack until it overflows. Past the cap a waiting worker only runs tasks from its own deque
-// (which it must, or a parent waiting for the child it just pushed would deadlock), and
-// otherwise sleeps. 256 levels of a few hundred bytes each stay far inside an 8 MiB stack.
-constexpr std::size_t max_help_depth = 256;
-
 // Runs tasks of `w`'s pool until `done()`. When there is nothing to run, pauses, then calls
 // `sleep_briefly(until)` (which returns early when what it waits for changes), so a long wait
 // does not burn a core. It wakes up every 200 µs to look for work again, since new tasks do not
 // wake a thread that waits here.
+// Past the helping cap (worker::max_help_depth) it runs only its own fork-join work and, if it
+// waits for one task (`awaited`), that task itself when nobody has started it: enough for any
+// recursion to go on, one stack frame per level, as in serial code.
 template <class Done, class Sleep>
-bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_point* deadline, Sleep sleep_briefly) {
+bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_point* deadline, Sleep sleep_briefly,
+                task_node* awaited = nullptr) {
   struct depth_guard {
     std::size_t& depth;
     explicit depth_guard(std::size_t& d) : depth(++d) {}
     ~depth_guard() { --depth; }
   } nested(w.help_depth);
-  const bool may_take_any = w.help_depth <= max_help_depth;
+  const bool may_take_any = w.help_depth <= worker::max_help_depth;
   int idle_rounds = 0;
   while (!done()) {
     if (task_node* t = may_take_any ? w.core.find_task(w) : w.deque.pop()) {
@@ -71,6 +68,7 @@ bool help_until(worker& w, Done done, const std::chrono::steady_clock::time_poin
       idle_rounds = 0;
       continue;
     }
+    if (!may_take_any && awaited != nullptr && w.core.run_if_unstarted(w, awaited)) continue;
     if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) return false;
     if (++idle_rounds < spins_before_blocking) {
       cpu_pause();
@@ -94,7 +92,7 @@ void yield_until(std::chrono::steady_clock::time_point) { std::this_thread::yiel
 void wait_for_task(task_node* node) {
   if (finished(node)) return;
   if (worker* w = current_worker()) {
-    help_until(*w, [node] { return finished(node); }, nullptr, sleep_on_task(node));
+    help_until(*w, [node] { return finished(node); }, nullptr, sleep_on_task(node), node);
     return;
   }
   for (int i = 0; i < spins_before_blocking; ++i) {
@@ -110,7 +108,9 @@ bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
   const auto now = clock::now();
   // Saturate: wait_for(nanoseconds::max()) means "forever", not an overflowed past deadline.
   const auto deadline = timeout >= clock::time_point::max() - now ? clock::time_point::max() : now + timeout;
-  if (worker* w = current_worker()) return help_until(*w, [node] { return finished(node); }, &deadline, sleep_on_task(node));
+  if (worker* w = current_worker()) {
+    return help_until(*w, [node] { return finished(node); }, &deadline, sleep_on_task(node), node);
+  }
   return block_on(node, &deadline);
 }
 

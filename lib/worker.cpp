@@ -17,16 +17,12 @@ namespace {
 
 thread_local worker* this_thread_worker = nullptr;
 
-// How often a worker looks at the global queue before its own deque. A worker whose tasks keep
-// spawning tasks would otherwise never get past its own deque, and external submissions would
-// starve. Go's scheduler uses 61 for the same purpose: prime, so it does not fall into step with
-// periodic task patterns, and rare enough that the deque keeps its LIFO cache locality.
-constexpr std::uint64_t global_queue_interval = 61;
-
-// How many tasks a worker takes from the global queue at once. Tokio takes up to half its local
-// queue; we take fewer, so one worker does not sit on a burst while others are still waking up
-// (they can steal from its deque, but stealing costs more than taking from the global queue).
-constexpr std::size_t global_batch = 32;
+// How many tasks a worker takes from the global queue at once, into its inbox: one claim on the
+// global queue instead of one per task. Split among the workers (32 / W each, at least 1) because
+// it is also the start-order guarantee (pool.hpp): every worker may hold one batch, so a task
+// can start at most max_batch_total ahead of an earlier one from the same thread.
+constexpr std::size_t max_batch_total = 32;
+static_assert(max_batch_total <= worker::inbox_capacity);
 
 // How many times a thief retries a victim that it lost a race on before moving to the next one:
 // a lost race means the victim had work a moment ago.
@@ -75,6 +71,12 @@ bool pool_core::retire(worker& w) noexcept {
   stop_searching(w);
   // Hand our queued tasks to the others (an out-of-memory enqueue here ends the process: the
   // tasks could not be given to anyone else).
+  // The inbox's tasks go to the back of the global queue: a shrink is the one time submitted
+  // tasks may start behind later ones.
+  while (task_node* t = take_inbox(w)) {
+    global_.enqueue(t);
+    w.counters.overflow_pushes.add();
+  }
   while (task_node* t = w.deque.pop()) {
     global_.enqueue(t);
     w.counters.overflow_pushes.add();
@@ -90,17 +92,49 @@ bool pool_core::retire(worker& w) noexcept {
   return true;
 }
 
+// Where a worker looks for its next task, and the starvation bound that order keeps.
+//
+// Sources: the worker's deque (fork-join work it spawned: newest first); the inboxes (submitted
+// tasks some worker took from the global queue in one batch: oldest first, its own inbox before
+// the others'); the global queue (every other submission, in order); other workers' deques
+// (oldest first). Normally the deque comes first, for fork-join's cache locality; but on every
+// fair_take_interval-th look — counted over the worker loop, helping waits and fork-join jobs
+// taken back (count_job_start) alike — the oldest submitted work comes first: inboxes, then the
+// global queue. An inbox is refilled only when its owner found every inbox empty, and a worker
+// takes the rest of another's batch before a new one, so a batch is not stranded behind its
+// owner's long task.
+//
+// Order. Everything in an inbox was submitted before everything in the global queue, both are
+// FIFO, a worker takes a new batch only when its own inbox and the others' look empty, and a
+// batch is at most max_batch_total / W tasks: so all the tasks taken but not started fit in a
+// window of max_batch_total consecutive submissions, and a task starts at most that far ahead
+// of an earlier one from the same thread (not counting a task another worker has taken and is
+// about to start); on one worker, exactly in order.
+//
+// Starvation bound (W workers, b = max(1, max_batch_total / W), counting starts: tasks and
+// fork-join jobs run by a worker). Let X be an accepted task. In an inbox, X has at most b − 2
+// tasks ahead of it there, and nothing enters ahead of it; that inbox's owner takes its own inbox
+// first on each fair take, so X starts within fair_take_interval × (b − 1) starts of its owner,
+// or sooner elsewhere. In the global queue with k tasks ahead of it, X reaches an inbox after at
+// most k batch takes. Every fair take, by any worker, starts an inbox task or takes a batch, and
+// at most W × (b − 1) inbox tasks exist between two batch takes; so X reaches an inbox within
+// fair_take_interval × (k + 1) × (W × (b − 1) + 1) starts of any one worker. New submissions
+// never overtake X. Tasks a task_group submits from inside a task go to the deque and are
+// covered from the other side: they are fork-join work. The one exception: a worker nested more
+// than max_help_depth helping waits deep runs only its own fork-join work until it unwinds
+// (waiting.cpp), so the bound then rests on the other workers.
+
 task_node* pool_core::take_global(worker& w) noexcept {
-  // Take a batch: one claim on the global queue instead of one per task (see try_dequeue_bulk).
-  // The first task runs now; the rest go onto our deque, pushed newest first so that our LIFO
-  // pops run them in queue order, and where idle workers can steal them.
-  std::array<task_node*, global_batch> batch;
-  const std::size_t room = w.deque.capacity() - w.deque.size_estimate();
-  const std::size_t count = global_.try_dequeue_bulk(batch.data(), std::min(batch.size(), std::max<std::size_t>(room, 1)));
+  // The first task runs now; the rest go into our inbox, oldest at the top, where we and the
+  // other workers take them in order. Called only with an empty inbox, which thieves can only
+  // shrink, so the batch fits.
+  std::array<task_node*, max_batch_total> batch;
+  const std::size_t share = max_batch_total / std::max<std::size_t>(target_workers_.load(std::memory_order_relaxed), 1);
+  const std::size_t count = global_.try_dequeue_bulk(batch.data(), std::max<std::size_t>(share, 1));
   if (count == 0) return nullptr;
   w.counters.global_pops.add(count);
-  for (std::size_t i = count - 1; i > 0; --i) {
-    if (!w.deque.push(batch[i])) std::abort();  // cannot happen: we counted the room, and only we push
+  for (std::size_t i = 1; i < count; ++i) {
+    if (!w.inbox.push(batch[i])) std::abort();  // cannot happen: see above
   }
   if (count > 1) {
     // More than we can run at once: maybe someone can help. The pushes are plain stores; the
@@ -111,7 +145,24 @@ task_node* pool_core::take_global(worker& w) noexcept {
   return batch[0];
 }
 
-task_node* pool_core::steal_for(worker& w) noexcept {
+task_node* pool_core::take_inbox(worker& w) noexcept {
+  // Only we push, so an inbox that looks empty to us is empty: skip steal()'s fence then.
+  while (!w.inbox.empty_estimate()) {
+    const steal_result<task_node> r = w.inbox.steal();
+    if (r.status == steal_status::success) return r.item;
+    if (r.status == steal_status::empty) break;
+    // lost_race: another worker took the oldest one; look again.
+  }
+  return nullptr;
+}
+
+task_node* pool_core::take_oldest_submitted(worker& w) noexcept {
+  if (task_node* t = take_inbox(w)) return t;
+  if (task_node* t = steal_for(w, &worker::inbox)) return t;
+  return take_global(w);
+}
+
+task_node* pool_core::steal_for(worker& w, chase_lev_deque<task_node> worker::*source) noexcept {
   const std::size_t n = workers_.size();
   if (n < 2) return nullptr;
   // xorshift: cheap, and different workers start their rounds at different victims.
@@ -122,9 +173,12 @@ task_node* pool_core::steal_for(worker& w) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *workers_[(first + i) % n];
     if (&victim == &w) continue;
+    chase_lev_deque<task_node>& queue = victim.*source;
+    // Relaxed reads of two indices: skip steal()'s fence for a victim with nothing to take.
+    if (queue.empty_estimate()) continue;
     for (int attempt = 0; attempt <= lost_race_retries; ++attempt) {
       w.counters.steal_attempts.add();
-      const steal_result<task_node> r = victim.deque.steal();
+      const steal_result<task_node> r = queue.steal();
       if (r.status == steal_status::success) {
         w.counters.steals.add();
         return r.item;
@@ -135,9 +189,15 @@ task_node* pool_core::steal_for(worker& w) noexcept {
   return nullptr;
 }
 
+bool pool_core::fair_take_due(worker& w) noexcept {
+  if (--w.until_fair_take != 0) return false;
+  w.until_fair_take = worker::fair_take_interval;
+  return true;
+}
+
 task_node* pool_core::find_task(worker& w) noexcept {
-  if (++w.tick % global_queue_interval == 0) {
-    if (task_node* t = take_global(w)) return t;
+  if (fair_take_due(w)) {
+    if (task_node* t = take_oldest_submitted(w)) return t;
   }
   // The empty check first: pop on an empty deque still pays its full fence, and a worker whose
   // tasks come from the global queue would pay it for every task. Only we push, so "empty" here
@@ -145,8 +205,15 @@ task_node* pool_core::find_task(worker& w) noexcept {
   if (!w.deque.empty_estimate()) {
     if (task_node* t = w.deque.pop()) return t;
   }
-  if (task_node* t = take_global(w)) return t;
-  return steal_for(w);
+  if (task_node* t = take_oldest_submitted(w)) return t;
+  return steal_for(w, &worker::deque);
+}
+
+void pool_core::count_job_start(worker& w) noexcept {
+  if (!fair_take_due(w)) return;
+  // Past the helping cap, running an unrelated task here could nest without bound.
+  if (w.help_depth > worker::max_help_depth) return;
+  if (task_node* t = take_oldest_submitted(w)) execute(w, t, /*holds_slot=*/true);
 }
 
 void pool_core::report_unhandled(std::exception_ptr error) noexcept {
@@ -164,7 +231,7 @@ namespace {
 // the wake-up passes only the word's address to the kernel.
 void publish(task_node* node, std::uint32_t outcome) noexcept {
   // release: the result (or exception) stored by `run` happens-before the waiter's acquire.
-  const std::uint32_t before = node->state.exchange(outcome, std::memory_order_acq_rel);
+  const std::uint32_t before = node->state.exchange(outcome | claimed_bit, std::memory_order_acq_rel);
   if ((before & waiter_bit) != 0) futex_wake_all(node->state);
 }
 
@@ -190,6 +257,27 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
     release_task_node(node);
     return;
   }
+  if (node->kind == task_kind::with_handle && !node->try_claim()) {
+    // A worker waiting for it ran it already (run_if_unstarted): only our reference is left.
+    release_task_node(node);
+    return;
+  }
+  run_task(w, node, holds_slot);
+}
+
+bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
+  // Only a task of this very pool (counted here, holding a slot here), and not a subpool's: that
+  // would bypass the subpool's concurrency limit.
+  if (node->kind != task_kind::with_handle || node->pool != this || !node->try_claim()) return false;
+  // A reference for run_task to drop; the queue that still holds the node keeps its own, and
+  // drops it when it hands the node out and finds it claimed. Our caller's handle keeps the
+  // count above zero meanwhile.
+  node->refs.fetch_add(1, std::memory_order_relaxed);
+  run_task(w, node, /*holds_slot=*/true);
+  return true;
+}
+
+void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   task_group_state* const group = node->group;
   subpool_core* const sub = node->sub;
   if (cancelling_.load(std::memory_order_relaxed) || (group != nullptr && group->cancelled())) {

@@ -15,11 +15,13 @@
 #include <chrono>     // for std::chrono
 #include <latch>      // for std::latch
 #include <memory>     // for std::unique_ptr, std::make_shared
+#include <numeric>    // for std::iota
 #include <stdexcept>  // for std::runtime_error
 #include <string>     // for std::string
 #include <thread>     // for std::thread
 #include <vector>     // for std::vector
 
+#include "deep_recursion.hpp"
 #include "occupied_workers.hpp"
 #include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
@@ -362,26 +364,69 @@ TEST(Pool, WorkerSubmittingToAFullQueueRunsTheTaskInlineInsteadOfDeadlocking) {
 // ---------------------------------------------------------------------------------------------
 // Scheduling
 
-TEST(Pool, TasksSubmittedByAWorkerGoToItsOwnDeque) {
+TEST(Pool, TasksSubmittedByAWorkerGoToTheGlobalQueueAndStartInOrder) {
+  pool p(with_workers(1));
+  std::vector<int> order;  // only the one worker writes it
+  p.submit([&] {
+     for (int i = 0; i < 100; ++i) p.go([&order, i] { order.push_back(i); });
+   }).get();
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.global_pushes, 101U);  // the outer task from outside, and its 100
+  EXPECT_EQ(m.local_pushes, 0U);
+  EXPECT_EQ(m.succeeded, 101U);
+  std::vector<int> expected(100);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(order, expected);
+}
+
+TEST(Pool, TaskGroupTasksSubmittedInsideATaskGoToTheWorkersDeque) {
   pool p(with_workers(2));
   p.submit([&] {
-     for (int i = 0; i < 10; ++i) p.go([] {});
+     tidepool::task_group g{p};
+     for (int i = 0; i < 10; ++i) g.go([] {});
+     g.wait();
    }).get();
   p.stop_and_wait();
   EXPECT_EQ(p.metrics().local_pushes, 10U);
   EXPECT_EQ(p.metrics().succeeded, 11U);
 }
 
-TEST(Pool, DequeOverflowGoesToTheGlobalQueue) {
+TEST(Pool, TaskGroupTasksThatOverflowTheDequeRunAtOnceOnTheSubmittingWorker) {
   pool p(with_workers(1));
+  std::atomic<int> ran{0};
   p.submit([&] {
-     for (int i = 0; i < 1000; ++i) p.go([] {});  // more than a deque holds
+     tidepool::task_group g{p};
+     for (int i = 0; i < 1000; ++i) g.go([&] { ran.fetch_add(1); });  // more than a deque holds
+     g.wait();
    }).get();
   p.stop_and_wait();
   const pool_metrics m = p.metrics();
-  EXPECT_GT(m.overflow_pushes, 0U);
-  EXPECT_EQ(m.local_pushes + m.overflow_pushes, 1000U);
+  EXPECT_EQ(ran.load(), 1000);
+  EXPECT_GT(m.inline_runs, 0U);
+  EXPECT_EQ(m.local_pushes + m.inline_runs, 1000U);
+  EXPECT_EQ(m.overflow_pushes, 0U);
   EXPECT_EQ(m.succeeded, 1001U);
+}
+
+// submit() from inside a task goes to the global queue; a waiter nested past the helping cap
+// no longer takes from there, so it runs the awaited task itself if nobody has started it.
+long submit_chain(pool& p, int depth) {
+  if (depth == 0) return 0;
+  return p.submit([&p, depth] { return submit_chain(p, depth - 1); }).get() + 1;
+}
+
+TEST(Pool, RecursionThroughSubmitAndGetFarPastTheHelpingCapFinishes) {
+  for (std::size_t workers : {1U, 2U}) {
+    pool p(with_workers(workers));
+    const int depth = 1000;
+    EXPECT_EQ(tidepool::testing::run_or_fail_on_hang(p, [&] { return submit_chain(p, depth); }), depth);
+    p.stop_and_wait();
+    const pool_metrics m = p.metrics();
+    EXPECT_EQ(m.submitted, static_cast<std::uint64_t>(depth) + 1);
+    EXPECT_EQ(m.succeeded, m.submitted);  // each counted once, whoever ran it
+    EXPECT_EQ(m.waiting + m.running, 0U);
+  }
 }
 
 TEST(Pool, ExternalSubmissionsAreNotStarvedByABusyWorker) {

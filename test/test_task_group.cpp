@@ -13,6 +13,7 @@
 #include <thread>     // for std::this_thread
 #include <vector>     // for std::vector
 
+#include "deep_recursion.hpp"
 #include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
 #include "tidepool/pool.hpp"
@@ -195,6 +196,40 @@ TEST(TaskGroup, ManyGroupsFromOutsideThePoolAreExact) {
     g.wait();
     ASSERT_EQ(total.load(), static_cast<long>(i + 1) * 20);
   }
+}
+
+// UTS T3's shape: a spine far deeper than the helping cap (256), where every level's group also
+// submits more leaves than a deque holds. Waiters past the cap run only their own fork-join
+// work, so no child may end up where they do not look (the global queue): it used to hang.
+long deep_spine(pool& p, int depth, int max_depth) {
+  if (depth == max_depth) return 1;
+  std::atomic<long> leaves{0};
+  long below = 0;
+  task_group g{p};
+  for (int i = 0; i < 300; ++i) g.go([&] { leaves.fetch_add(1); });
+  g.go([&] { below = deep_spine(p, depth + 1, max_depth); });
+  g.wait();
+  return leaves.load() + below;
+}
+
+constexpr int spine_depth() {
+#if defined(TIDEPOOL_SANITIZED)
+  return 600;  // sanitizers' frames are several times larger; still past the cap twice
+#else
+  return 1600;  // UTS T3 is 1,572 levels deep
+#endif
+}
+
+TEST(TaskGroup, RecursionFarPastTheHelpingCapWithAGroupPerLevelFinishesOnOneWorker) {
+  pool p(with_workers(1));
+  const long n = tidepool::testing::run_or_fail_on_hang(p, [&] { return deep_spine(p, 0, spine_depth()); });
+  EXPECT_EQ(n, 300L * spine_depth() + 1);
+}
+
+TEST(TaskGroup, RecursionFarPastTheHelpingCapWithAGroupPerLevelFinishesOnTwoWorkers) {
+  pool p(with_workers(2));
+  const long n = tidepool::testing::run_or_fail_on_hang(p, [&] { return deep_spine(p, 0, spine_depth()); });
+  EXPECT_EQ(n, 300L * spine_depth() + 1);
 }
 
 }  // namespace

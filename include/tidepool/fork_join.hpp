@@ -16,10 +16,12 @@
 // Exceptions: every function still runs to completion (or to its own exception); then the
 // exception of the earliest argument that threw is rethrown to the caller.
 //
-// Tasks that the first function submits with go() / submit() and does not wait for may run on
-// the caller's stack when it takes the second function back: do not make them wait for
-// something the caller does only after parallel_invoke returns.
-//
+// What else may run on the caller's stack: tasks a task_group submits inside the first function
+// and does not wait for (they sit above the job on the deque), and, on every 61st job taken back,
+// the oldest submitted task waiting in the pool (so that fork-join never starves the pool's other
+// work: see pool.hpp). Do not make such tasks wait for something the caller does only after
+// parallel_invoke returns.
+
 // Fork-join jobs are not "tasks" in the pool's metrics (they are not submitted, cannot be
 // refused or cancelled); the tasks that call them are.
 

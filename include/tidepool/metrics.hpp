@@ -27,9 +27,10 @@ struct pool_metrics {
   std::uint64_t dropped = 0;    // refused: pool stopped or queue full
 
   // Scheduler counters: what the work-stealing machinery did.
-  std::uint64_t local_pushes = 0;       // tasks a worker put on its own deque
-  std::uint64_t overflow_pushes = 0;    // tasks a worker sent to the global queue, its deque full
-  std::uint64_t global_pushes = 0;      // tasks that entered the global queue (external + overflow)
+  std::uint64_t local_pushes = 0;       // task_group tasks a worker put on its own deque (fork-join)
+  std::uint64_t overflow_pushes = 0;    // queued tasks a retiring worker handed to the global queue
+  std::uint64_t global_pushes = 0;      // tasks that entered the global queue (all submissions but
+                                        // task_group ones from inside a task, plus hand-overs)
   std::uint64_t global_pops = 0;        // tasks workers took from the global queue
   std::uint64_t steal_attempts = 0;
   std::uint64_t steals = 0;             // successful steals

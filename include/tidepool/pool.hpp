@@ -7,9 +7,26 @@
 //   int v = answer.get();
 //   pool.stop_and_wait();                         // or let the destructor do it
 //
-// Where a task goes: submitted from inside one of the pool's workers, onto that worker's own
-// deque (LIFO for it, stealable by the others), or the global queue when the deque is full;
-// submitted from any other thread, onto the global queue. Idle workers steal, then park.
+// Where a task goes: submit(), try_submit() and go(), from any thread (one of the pool's own
+// tasks included), onto the pool's FIFO global queue. Workers take from it in batches of
+// 32 / workers (at least 1) into an inbox that they, and idle workers, empty oldest first. Only
+// fork-join work stays local: task_group tasks submitted from inside a task, and parallel_invoke /
+// parallel_for / parallel_reduce jobs, go onto the worker's own deque (newest first for it,
+// oldest first for thieves). Idle workers steal, then park.
+//
+// Start order: tasks submitted by one thread start in the order they were submitted. On one
+// worker exactly; on several, no task starts more than 32 tasks ahead of an earlier one from the
+// same thread (apart from a task another worker has already taken and is about to start). A
+// shrinking resize() is the exception: the surplus workers' waiting tasks go to the back.
+//
+// Starvation bound: every accepted task starts. A worker counts its starts (tasks from its loop
+// or from inside a helping wait, and fork-join jobs it takes back), and on every 61st it takes
+// the oldest waiting submitted task before its own fork-join work. So a task that was k-th in the
+// global queue starts within 61 × (k + 1) × (W × (b − 1) + 1) starts of any one worker (W
+// workers, b = max(1, 32 / W)), and once in a worker's inbox within 61 × (b − 1) starts of that
+// worker, whatever the workers spawn. A worker nested more than 256 helping waits deep runs
+// only its own fork-join work (and the task it waits for) until it unwinds. lib/worker.cpp has
+// the proof.
 //
 // Accounting: a submission is either refused — pool_stopped or queue_full is thrown (try_submit
 // returns no task) and it counts as `dropped`, never `submitted` — or accepted, and then it is run

@@ -10,10 +10,12 @@
 //     throws tidepool::task_cancelled if the task was skipped before it started.
 //
 // Waiting from inside a task of a pool: the waiting worker does not block; it runs other tasks of
-// its pool (its own deque first, then the global queue, then steals) until the awaited task is
-// done, so nested waits never deadlock a pool, even one with a single worker. Such a wait may
-// therefore run unrelated tasks of the pool on the waiting thread: do not wait while holding a
-// lock that those tasks may take.
+// its pool (its own deque first, then the oldest submitted tasks, then steals) until the awaited
+// task is done, so nested waits never deadlock a pool, even one with a single worker. Such a wait
+// may therefore run unrelated tasks of the pool on the waiting thread: do not wait while holding
+// a lock that those tasks may take. Nested more than 256 waits deep, it runs only its own
+// fork-join work and, if nobody has started it yet, the awaited task itself (a task of a subpool
+// excepted), so that recursion of any depth goes on.
 
 #include <chrono>     // for std::chrono::duration, std::chrono::nanoseconds
 #include <exception>  // for std::rethrow_exception

@@ -21,6 +21,13 @@
 //     group's frame.
 //   * A go() task's exception is the group's failure: wait() rethrows it; it does not reach the
 //     pool's on_unhandled_exception.
+//   * Start order. From a thread outside the pool, the group's tasks go to the pool's FIFO queue
+//     and start in submission order, as pool::submit's do (pool.hpp): so "the first failure
+//     cancels the tasks after it" holds for every task that had not started when it failed.
+//     From inside one of the pool's tasks, a group is fork-join: its tasks go onto the worker's
+//     own deque, where wait() finds them first; that worker runs them newest first and thieves
+//     take the oldest. A task the deque has no room for runs at once on the submitting worker
+//     (counted in inline_runs), so recursion of any depth finishes.
 
 #include <stop_token>   // for std::stop_token
 #include <type_traits>  // for std::is_invocable_v, std::invoke_result_t

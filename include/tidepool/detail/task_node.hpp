@@ -49,10 +49,16 @@ enum task_outcome : std::uint32_t {
 };
 inline constexpr std::uint32_t outcome_mask = 3;
 inline constexpr std::uint32_t waiter_bit = 4;
+// Set by whoever starts a task that has a handle: the worker that took it from a queue, or a
+// worker waiting for it that runs it itself (waiting.cpp). Exactly one of them runs it; the other
+// only drops its reference. Kept when the outcome is published, since a queue may still hand
+// the node out after a waiter ran it.
+inline constexpr std::uint32_t claimed_bit = 8;
 
 struct task_node;
 class task_group_state;
 class subpool_core;
+class pool_core;
 using task_ops_fn = void (*)(task_node*, task_op) noexcept;
 
 // 128 bytes, aligned to 16, not to a cache line: a cache-line-aligned node comes from glibc's
@@ -60,7 +66,9 @@ using task_ops_fn = void (*)(task_node*, task_op) noexcept;
 // `queued`), and the aligned node measured no faster (perf/bench_server, bench_forkjoin).
 struct task_node {
   static constexpr std::size_t size = 2 * cache_line_size;
-  static constexpr std::size_t storage_align = 16;
+  // 8, not 16: the header is 56 bytes, and a callable that needs 16-byte alignment (rare) is
+  // simply stored on the heap.
+  static constexpr std::size_t storage_align = 8;
 
   task_ops_fn ops = nullptr;
   std::atomic<std::uint32_t> state{outcome_pending};
@@ -68,6 +76,7 @@ struct task_node {
   std::exception_ptr error;
   task_group_state* group = nullptr;  // the task_group it belongs to, if any
   subpool_core* sub = nullptr;        // the subpool it was submitted to, if any
+  pool_core* pool = nullptr;          // the pool it was submitted to directly (not via a subpool)
   task_kind kind = task_kind::fire_and_forget;
   bool has_result = false;  // a non-void result was stored and is not destroyed yet
   // When a sampled task was submitted: steady_clock nanoseconds modulo 2^48 (0: not sampled).
@@ -75,11 +84,17 @@ struct task_node {
   std::uint16_t submit_time_high = 0;
   std::uint32_t submit_time_low = 0;
 
-  static constexpr std::size_t header_size = 48;  // all used
+  static constexpr std::size_t header_size = 56;  // all used
   static constexpr std::size_t storage_size = size - header_size;
   alignas(storage_align) std::byte storage[storage_size];
 
   [[nodiscard]] std::uint32_t outcome() const noexcept { return state.load(std::memory_order_acquire) & outcome_mask; }
+
+  // True for exactly one caller. acq_rel: the loser's later release of the node is ordered after
+  // the winner's claim, and the winner sees the node as its submitter built it.
+  [[nodiscard]] bool try_claim() noexcept {
+    return (state.fetch_or(claimed_bit, std::memory_order_acq_rel) & claimed_bit) == 0;
+  }
 
   static constexpr std::uint64_t submit_time_mask = (std::uint64_t{1} << 48) - 1;
   void set_submit_time(std::uint64_t ns) noexcept {
@@ -183,6 +198,7 @@ template <class F, class R, class Fn>
   n->kind = kind;
   n->group = nullptr;
   n->sub = nullptr;
+  n->pool = nullptr;
   n->submit_time_high = 0;
   n->submit_time_low = 0;
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
