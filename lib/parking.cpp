@@ -1,10 +1,11 @@
 // What an idle worker does, and who wakes it.
 //
-// A worker that finds no task becomes a *searcher*: it keeps looking for a short, bounded time
-// (pauses, then yields), because work often arrives within microseconds. Then it parks: it
-// sleeps on a futex word of its own until another thread wakes it. At most half the workers (at
-// least one) search at once, so an idle pool does not have every core spinning (the rule of Go's
-// and Tokio's schedulers; this file follows Tokio's design).
+// A worker that finds no task becomes a *searcher*: it keeps looking for a bounded time that
+// adapts to how soon work has been arriving (see search_budget_ns), because work often arrives
+// within microseconds. Then it parks: it sleeps on a futex word of its own until another thread
+// wakes it. At most half the workers (at least two) search at once, so an idle pool does not
+// have every core spinning (the rule of Go's and Tokio's schedulers; this file follows Tokio's
+// design).
 //
 // State: searching_ counts searchers; unparked_ counts workers not on the sleepers list. Both
 // are written only when a worker changes state, and read by every submission, so their line is
@@ -28,9 +29,8 @@
 // sleeper and wakes it. A searcher that gives up does the same in park(), after it stopped
 // counting as a searcher, which covers submitters that saw it searching and woke nobody.
 
-#include <algorithm>  // for std::find
+#include <algorithm>  // for std::find, std::clamp, std::max, std::min
 #include <mutex>      // for std::lock_guard
-#include <thread>     // for std::this_thread::yield
 
 #include "pool_core.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
@@ -39,14 +39,34 @@
 namespace tidepool::detail {
 namespace {
 
-// How long a searcher looks before parking: `spin_rounds` rounds with `pauses_per_round`
-// cpu_pause between them, then `yield_rounds` rounds with a yield between them. A round looks at
-// the worker's deque, the global queue and every other deque. Tuned guess, measured in perf/:
-// tens of microseconds in all, enough to catch a task submitted right after the last one
-// finished, short enough that an idle pool shows ~0% CPU.
-constexpr int spin_rounds = 32;
+// How long a searcher looks before parking adapts to how soon work has been arriving: a worker
+// keeps an average of its recent idle gaps (from running out of work to finding some) and
+// searches for twice that, between min_search and max_search, if the average is below
+// max_search; otherwise — the pool has been idle, or work arrives too rarely for spinning to
+// catch it — for min_search only. So at a steady trickle of tasks (a server at half load) an
+// idle worker is usually still looking when the next task arrives and starts it within a
+// microsecond instead of a futex wake-up (5–50 µs on a virtual machine); after a burst, whose
+// tasks left no idle gaps, and in an idle pool, a worker parks after min_search. Tuned guesses,
+// measured in perf/ (bench_server latency and idle): min_search bounds the CPU an idle pool uses
+// after a burst (≤ workers × 8 µs), max_search what a half-loaded one burns.
+//
+// No yields while searching: under CPU contention (other processes, a hog on a core) a yielding
+// searcher was away for milliseconds while still counted as searching, so nobody woke a sleeper
+// for the tasks that arrived meanwhile.
+constexpr std::uint64_t min_search_ns = 8'000;
+constexpr std::uint64_t max_search_ns = 200'000;
 constexpr int pauses_per_round = 16;
-constexpr int yield_rounds = 4;
+
+std::uint64_t search_budget_ns(const worker& w) noexcept {
+  const std::uint64_t gap = w.recent_idle_gap_ns;
+  if (gap > max_search_ns) return min_search_ns;
+  return std::clamp<std::uint64_t>(2 * gap, min_search_ns, max_search_ns);
+}
+
+// At most this many searchers: two even in a small pool, so that one searcher descheduled by
+// the operating system does not leave arrivals to wait for it (nobody wakes a sleeper while
+// someone searches); half the workers in a larger one (the rule of Go's and Tokio's schedulers).
+std::uint32_t max_searchers(std::uint32_t running) noexcept { return std::max<std::uint32_t>(2, running / 2); }
 
 }  // namespace
 
@@ -54,7 +74,7 @@ bool pool_core::try_become_searching(worker& w) noexcept {
   if (w.searching) return true;
   std::uint32_t searchers = searching_.load(std::memory_order_relaxed);
   do {
-    if (2 * searchers >= running_workers_.load(std::memory_order_relaxed) && searchers > 0) return false;
+    if (searchers >= max_searchers(running_workers_.load(std::memory_order_relaxed))) return false;
   } while (!searching_.compare_exchange_weak(searchers, searchers + 1, std::memory_order_seq_cst,
                                              std::memory_order_relaxed));
   w.searching = true;
@@ -62,6 +82,13 @@ bool pool_core::try_become_searching(worker& w) noexcept {
 }
 
 void pool_core::stop_searching(worker& w) noexcept {
+  if (w.idle_since_ns != 0) {
+    // Found work after an idle gap: fold it into the average that sizes the next search.
+    // Clamped, so that one long idle period is forgotten after a few short gaps.
+    const std::uint64_t gap = std::min(steady_nanoseconds() - w.idle_since_ns, 2 * max_search_ns);
+    w.recent_idle_gap_ns = (3 * w.recent_idle_gap_ns + gap) / 4;
+    w.idle_since_ns = 0;
+  }
   if (!w.searching) return;
   w.searching = false;
   // The last searcher to find work passes the baton if more work is in sight. Not blindly: on a
@@ -79,18 +106,17 @@ void pool_core::stop_searching(worker& w) noexcept {
 }
 
 task_node* pool_core::search(worker& w) noexcept {
+  const std::uint64_t now = steady_nanoseconds();
+  if (w.idle_since_ns == 0) w.idle_since_ns = now;
   if (!try_become_searching(w)) return nullptr;
-  for (int round = 0; round < spin_rounds + yield_rounds; ++round) {
-    if (round < spin_rounds) {
-      for (int i = 0; i < pauses_per_round; ++i) cpu_pause();
-    } else {
-      std::this_thread::yield();
-    }
+  const std::uint64_t until = now + search_budget_ns(w);
+  do {
+    for (int i = 0; i < pauses_per_round; ++i) cpu_pause();
     if (task_node* t = find_task(w)) {
       stop_searching(w);
       return t;
     }
-  }
+  } while (steady_nanoseconds() < until);
   return nullptr;  // still counted as searching: park() ends that under the idle lock
 }
 

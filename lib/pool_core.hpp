@@ -185,6 +185,10 @@ struct alignas(cache_line_size) worker {
   // Counted in pool_core::searching_. Written by this worker, or by the thread that wakes it
   // while it sleeps (under the idle lock, published through wake_word).
   bool searching = false;
+  // Owner only (parking.cpp): when this worker last ran out of work (0: it has work), and the
+  // average of its recent idle gaps, which sizes its next search. Starts "long": search briefly.
+  std::uint64_t idle_since_ns = 0;
+  std::uint64_t recent_idle_gap_ns = std::uint64_t{1} << 40;
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
   std::atomic<worker_state> state{worker_state::active};
   std::thread thread;

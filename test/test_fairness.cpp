@@ -152,7 +152,7 @@ TEST(StartOrder, PondGroupCaseTheFirstFailureCancelsTheThirdTaskOnTwoWorkers) {
       std::this_thread::sleep_for(5ms);
       throw std::runtime_error("first fails");
     });
-    g.go([] { std::this_thread::sleep_for(20ms); });
+    g.go([] { std::this_thread::sleep_for(30ms); });
     auto third = g.submit([&] { third_ran.store(true); });
     EXPECT_THROW(g.wait(), std::runtime_error);
     EXPECT_FALSE(third_ran.load()) << "round " << round;
@@ -160,8 +160,10 @@ TEST(StartOrder, PondGroupCaseTheFirstFailureCancelsTheThirdTaskOnTwoWorkers) {
   }
   p.stop_and_wait();
   const pool_metrics m = p.metrics();
-  EXPECT_EQ(m.cancelled, 100U);
   EXPECT_EQ(m.failed, 100U);
+  // The third task every round; the second too when the first failed before it started.
+  EXPECT_GE(m.cancelled, 100U);
+  EXPECT_EQ(m.succeeded + m.cancelled, 200U);
 }
 
 // ---------------------------------------------------------------------------------------------
