@@ -108,8 +108,10 @@ bool pool_core::retire(worker& w) noexcept {
 // FIFO, a worker takes a new batch only when its own inbox and the others' look empty, and a
 // batch is at most max_batch_total / W tasks: so all the tasks taken but not started fit in a
 // window of max_batch_total consecutive submissions, and a task starts at most that far ahead
-// of an earlier one from the same thread (not counting a task another worker has taken and is
-// about to start); on one worker, exactly in order.
+// of an earlier one from the same thread; on one worker, exactly in order. The exception: a
+// batch is invisible between the global queue and its taker's inbox, so if the operating system
+// deschedules the taker right there, others may run up to max_batch_total ahead of that batch
+// meanwhile (one batch per descheduled worker, never more).
 //
 // Starvation bound (W workers, b = max(1, max_batch_total / W), counting starts: tasks and
 // fork-join jobs run by a worker). Let X be an accepted task. In an inbox, X has at most b − 2

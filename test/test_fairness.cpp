@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>  // for std::max, std::max_element
+#include <algorithm>  // for std::max, std::any_of
 #include <atomic>     // for std::atomic
 #include <chrono>     // for std::chrono
 #include <cstdint>    // for std::uint64_t
@@ -48,8 +48,9 @@ class start_log {
 };
 
 // For each task j in start order: how many tasks i < j − global_batch had not started yet.
-// "One batch ahead at most" allows none, except tasks that another worker has taken but not yet
-// begun (preempted between the two): at most one per other worker.
+// "At most 32 ahead" allows none, except tasks that another worker has taken but not yet begun:
+// on two workers, at most the other's share of a batch (16), when the operating system
+// deschedules it between taking its batch and publishing it in its inbox.
 std::size_t most_overtaken(const std::vector<std::size_t>& order) {
   std::vector<bool> started(order.size(), false);
   std::size_t lowest_unstarted = 0;
@@ -120,7 +121,7 @@ TEST(StartOrder, OnTwoWorkersNoTaskStartsMoreThanOneBatchAheadOfAnEarlierOne) {
   }
   p.stop_and_wait();
   ASSERT_EQ(log.count(), n);
-  EXPECT_LE(most_overtaken(log.order()), 1U);  // one other worker: at most one task in its hands
+  EXPECT_LE(most_overtaken(log.order()), global_batch / 2);  // what the other worker may hold
 }
 
 TEST(StartOrder, OnTwoWorkersABatchIsNotStrandedBehindItsOwnersLongTask) {
@@ -137,7 +138,7 @@ TEST(StartOrder, OnTwoWorkersABatchIsNotStrandedBehindItsOwnersLongTask) {
   }
   p.stop_and_wait();
   ASSERT_EQ(log.count(), n);
-  EXPECT_LE(most_overtaken(log.order()), 1U);
+  EXPECT_LE(most_overtaken(log.order()), global_batch / 2);
 }
 
 // pond's group semantics rely on start order: the first failure cancels the tasks after it that
@@ -218,8 +219,13 @@ probe_result run_probes(std::chrono::milliseconds duration, const std::function<
       spin_for(1us);
     });
   }
-  // A probe that has not started by now never counts as started, however the pool ends.
-  std::this_thread::sleep_for(100ms);
+  // The last probes get as long as the bound below allows any probe; one that has not started
+  // by then never counts as started, however the pool ends.
+  const auto grace = std::max<std::chrono::nanoseconds>(100ms, 10 * std::chrono::nanoseconds(longest_local_ns.load()));
+  const auto give_up = clock_type::now() + grace;
+  while (clock_type::now() < give_up && std::any_of(waits.begin(), waits.end(), [](const auto& w) { return w.load() < 0; })) {
+    std::this_thread::sleep_for(1ms);
+  }
   probe_result r;
   r.submitted = probes;
   for (auto& w : waits) {

@@ -16,7 +16,8 @@
 //
 // Start order: tasks submitted by one thread start in the order they were submitted. On one
 // worker exactly; on several, no task starts more than 32 tasks ahead of an earlier one from the
-// same thread (apart from a task another worker has already taken and is about to start). A
+// same thread, apart from tasks another worker has taken and not yet started (its share of a
+// batch at most, if the operating system deschedules it in the middle of taking them). A
 // shrinking resize() is the exception: the surplus workers' waiting tasks go to the back.
 //
 // Starvation bound: every accepted task starts. A worker counts its starts (tasks from its loop
