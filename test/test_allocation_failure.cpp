@@ -29,6 +29,7 @@
 #include <new>                 // for std::bad_alloc, std::align_val_t, std::nothrow_t
 #include <optional>            // for std::optional
 #include <stdexcept>           // for std::runtime_error
+#include <stop_token>          // for std::stop_source
 #include <string>              // for std::string
 #include <thread>              // for std::thread
 #include <vector>              // for std::vector
@@ -527,6 +528,40 @@ const operation refused_submissions{
     },
 };
 
+// The pool's stop token fires while accepted tasks wait: they are reported cancelled.
+std::stop_source cancellation;
+
+const operation cancel_by_stop_token{
+    "submit, then cancel through the pool's stop token",
+    [](world& w) {
+      cancellation = std::stop_source();
+      pool_options o = with_workers(workers);
+      o.stop_token = cancellation.get_token();
+      started_pool(w, o);
+    },
+    [](world& w) {
+      std::vector<tidepool::task<int>> handles;
+      handles.reserve(burst());
+      {
+        auto busy = occupy(w, *w.p, static_cast<int>(workers));  // so the burst waits
+        for (std::size_t i = 0; i < burst(); ++i) {
+          submission(w, [&] {
+            handles.push_back(w.p->submit([c = large_capture(), i] { return static_cast<int>(i); }));
+            return true;
+          });
+        }
+        cancellation.request_stop();
+        w.pool_stopped_on_purpose = true;
+      }
+      for (auto& t : handles) {
+        try {
+          t.get();
+        } catch (const tidepool::task_cancelled&) {  // skipped: accepted, then cancelled
+        }
+      }
+    },
+};
+
 const operation group_operations{
     "task_group submit / go / wait",
     plain_pool,
@@ -709,6 +744,8 @@ TEST(AllocationFailure, TrySubmitRefusesOrThrowsAndKeepsTheAccounts) { sweep_bot
 TEST(AllocationFailure, GoThrowsBadAllocOrRunsTheTaskAndKeepsTheAccounts) { sweep_both_scopes(go_burst); }
 
 TEST(AllocationFailure, RefusalsAreCountedDroppedWhateverFails) { sweep_both_scopes(refused_submissions); }
+
+TEST(AllocationFailure, CancelledTasksAreReportedAndCountedWhateverFails) { sweep_both_scopes(cancel_by_stop_token); }
 
 TEST(AllocationFailure, TaskGroupsWaitForEveryAcceptedTaskWhateverFails) { sweep_both_scopes(group_operations); }
 
