@@ -172,6 +172,11 @@ struct op {
 constexpr std::uint8_t op_kinds = 16;
 
 // One thread's objects: only this thread touches them, so it may destroy them at any point.
+// TODO(issue 13 #3): share subpools between threads (destroyed once every sharer's submissions
+// returned) once a submitter no longer touches the subpool after publishing its task; today a
+// task can finish and its subpool be destroyed while the submit() call is still inside it.
+// Not generated either, until issue 13 #5 and #2 are fixed: a task that destroys its own group
+// or subpool, and a refused task whose capture holds the last reference to the pool.
 struct thread_state {
   std::vector<pending_result> results;
   std::unique_ptr<tidepool::subpool> sub;
