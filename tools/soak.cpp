@@ -9,8 +9,11 @@
 //   * fork-join from outside: parallel_for, parallel_reduce, parallel_invoke, checked;
 //   * a bounded, non-blocking pool fed with try_submit, so refusals happen all the time;
 //   * resize of the main pool up and down (1 to 4 workers) every half second.
-// Every second: RSS and thread count (/proc/self/status), the accounting identity of both pools
-// (submitted == waiting + running + succeeded + failed + cancelled) and the task rate.
+// Every second: RSS and thread count (/proc/self/status), the heap in use (mallinfo2: what RSS
+// would be without thread stacks, allocator caches and fragmentation), the main pool's waiting
+// tasks (a backlog would grow RSS for the workload's sake, not the pool's), the accounting
+// identity of both pools (submitted == waiting + running + succeeded + failed + cancelled) and
+// the task rates.
 // Verdict: the identity held at every sample; the thread count never exceeded what the workload
 // can have; after the warm-up, RSS does not grow (least-squares slope below a threshold; runs
 // shorter than a minute are too short to judge RSS and only report it); every checked result
@@ -27,6 +30,7 @@
 #include <cstring>    // for std::strncmp
 #include <functional> // for std::ref
 #include <iterator>   // for std::size
+#include <malloc.h>   // for mallinfo2
 #include <stdexcept>  // for std::runtime_error
 #include <string>     // for std::string
 #include <thread>     // for std::thread
@@ -130,12 +134,18 @@ void subpools(tidepool::pool& p) {
   tidepool::subpool limited{p, 1};
   tidepool::subpool nested{limited, 1};
   std::vector<tidepool::task<int>> handles;
+  std::atomic<std::uint64_t> nested_done{0};
+  std::uint64_t nested_sent = 0;
   while (!stopping.load()) {
     handles.clear();
     tidepool::subpool short_lived{p, 0};
     for (int i = 0; i < 300; ++i) {
       handles.push_back(limited.submit([i] { return i; }));
-      nested.go([i] { static_cast<void>(spin(static_cast<std::uint64_t>(i), 10)); });
+      nested.go([i, &nested_done] {
+        static_cast<void>(spin(static_cast<std::uint64_t>(i), 10));
+        nested_done.fetch_add(1, std::memory_order_release);
+      });
+      ++nested_sent;
       short_lived.go([i] { static_cast<void>(spin(static_cast<std::uint64_t>(i), 10)); });
       main_accepted.fetch_add(3, std::memory_order_relaxed);
     }
@@ -143,6 +153,9 @@ void subpools(tidepool::pool& p) {
       if (handles[static_cast<std::size_t>(i)].get() != i) wrong("subpool: value");
     }
     short_lived.stop_and_wait();
+    // The nested subpool's tasks too: a backlog that grows whenever the machine is busy would
+    // show up as RSS drift that is the workload's, not the pool's.
+    wait_for_count(nested_done, nested_sent);
     const tidepool::pool_metrics m = limited.metrics();
     if (m.submitted != m.waiting + m.running + m.succeeded + m.failed + m.cancelled) wrong("subpool: identity");
   }
@@ -197,6 +210,7 @@ constexpr std::size_t bounded_workers = 2;
 // VmRSS (KiB) and Threads from /proc/self/status.
 struct process_sample {
   long rss_kib = 0;
+  long heap_kib = 0;  // bytes malloc has handed out and not taken back: RSS minus stacks, caches, fragmentation
   long threads = 0;
 };
 
@@ -210,6 +224,7 @@ process_sample read_process() {
     }
     std::fclose(f);
   }
+  s.heap_kib = static_cast<long>(mallinfo2().uordblks / 1024);
   return s;
 }
 
@@ -270,7 +285,7 @@ int main(int argc, char** argv) {
   // workload's, and the main pool's workers grown to their most.
   const long thread_limit = at_start.threads + static_cast<long>(workload_threads + most_main_workers - main_options.workers);
 
-  std::printf("soak: %.1f min, warm-up %.0f s; second, RSS MiB, threads, main pool Mtasks/s, bounded Mtasks/s, refused/s\n",
+  std::printf("soak: %.1f min, warm-up %.0f s; second, RSS MiB, heap in use MiB, threads, main pool tasks waiting, main pool Mtasks/s, bounded Mtasks/s, refused/s\n",
               minutes, warmup_seconds);
   std::vector<double> times;
   std::vector<double> rss;
@@ -293,7 +308,8 @@ int main(int argc, char** argv) {
     }
     const std::uint64_t main_done = m.succeeded + m.failed + m.cancelled;
     const std::uint64_t bounded_done = b.succeeded + b.failed + b.cancelled;
-    std::printf("%5d %8.1f %4ld %8.3f %8.3f %10llu\n", second, static_cast<double>(s.rss_kib) / 1024, s.threads,
+    std::printf("%5d %8.1f %8.1f %4ld %8llu %8.3f %8.3f %10llu\n", second, static_cast<double>(s.rss_kib) / 1024,
+                static_cast<double>(s.heap_kib) / 1024, s.threads, static_cast<unsigned long long>(m.waiting),
                 static_cast<double>(main_done - last_main) / 1e6, static_cast<double>(bounded_done - last_bounded) / 1e6,
                 static_cast<unsigned long long>(b.dropped - last_refused));
     std::fflush(stdout);
