@@ -9,6 +9,8 @@
 
 #include <algorithm>  // for std::copy, std::copy_n
 #include <array>      // for std::array
+#include <cstddef>    // for std::byte
+#include <new>        // for placement new
 #include <mutex>      // for std::mutex, std::lock_guard
 #include <vector>     // for std::vector
 
@@ -38,7 +40,10 @@ struct depot {
 depot& shared_depot() {
   // Never destroyed: thread caches hand their nodes back at thread exit, which may come after
   // static destruction has begun. The nodes stay reachable from here, so LeakSanitizer is quiet.
-  static auto* instance = new depot;
+  // Built in static storage, not with new: it is first reached from noexcept code (refill,
+  // give_back), where a failed allocation would end the process.
+  alignas(depot) static std::byte storage[sizeof(depot)];
+  static depot* const instance = ::new (static_cast<void*>(storage)) depot;
   return *instance;
 }
 
