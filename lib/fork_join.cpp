@@ -28,12 +28,7 @@ bool take_back(worker& w, task_node* job) noexcept {
   // not wait for): run it now, it would run anyway. Then the job is on top, unless a thief took
   // it, in which case the pop returns something older (or nothing).
   while (task_node* t = w.deque.pop()) {
-    if (t == job) {
-      // A job taken back is a start like any other: it keeps the starvation bound (worker.cpp)
-      // even for a worker that never leaves fork-join code.
-      w.core.count_job_start(w);
-      return true;
-    }
+    if (t == job) return true;
     if (t->kind == task_kind::fork_join_job) {
       // An older job of an enclosing parallel_invoke on this thread, whose own job was stolen:
       // run it; its spawner will find it finished.

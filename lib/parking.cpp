@@ -55,6 +55,7 @@ namespace {
 // for the tasks that arrived meanwhile.
 constexpr std::uint64_t min_search_ns = 8'000;
 constexpr std::uint64_t max_search_ns = 200'000;
+static_assert(worker::longest_counted_idle_gap_ns > max_search_ns, "a long gap must mean: search briefly");
 constexpr int pauses_per_round = 16;
 
 std::uint64_t search_budget_ns(const worker& w) noexcept {
@@ -85,7 +86,7 @@ void pool_core::stop_searching(worker& w) noexcept {
   if (w.idle_since_ns != 0) {
     // Found work after an idle gap: fold it into the average that sizes the next search.
     // Clamped, so that one long idle period is forgotten after a few short gaps.
-    const std::uint64_t gap = std::min(steady_nanoseconds() - w.idle_since_ns, 2 * max_search_ns);
+    const std::uint64_t gap = std::min(steady_nanoseconds() - w.idle_since_ns, worker::longest_counted_idle_gap_ns);
     w.recent_idle_gap_ns = (3 * w.recent_idle_gap_ns + gap) / 4;
     w.idle_since_ns = 0;
   }

@@ -156,9 +156,10 @@ pool_metrics pool_core::metrics() const {
     m.wakeups += c.wakeups.read();
   }
   m.wakeups += external_wakeups_.load(std::memory_order_relaxed);
-  // Every external submission, every task's own submission and every hand-over went through
-  // the global queue.
-  m.global_pushes += external + m.overflow_pushes;
+  // What entered the global queue: external submissions to the pool itself, subpool runner jobs
+  // sent from outside threads, what workers sent there (counted above) and hand-overs.
+  m.global_pushes += external - external_.accepted_for_subpools() +
+                     external_runner_pushes_.load(std::memory_order_relaxed) + m.overflow_pushes;
 
   for (const auto& w : workers_) {
     w->queue_wait.add_to(m.queue_wait);

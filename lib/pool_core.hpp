@@ -101,6 +101,7 @@ class external_submissions {
 
   struct alignas(cache_line_size) shard {
     std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> accepted_for_subpools{0};  // of `accepted`: metrics only
     // Threads inside submit() now. A submitter still touches the pool after its task is
     // published (hazard release, wake-up), and that task may be the one that destroys the pool:
     // shutdown() waits for every shard to reach zero before the core can go away.
@@ -113,6 +114,11 @@ class external_submissions {
   [[nodiscard]] std::uint64_t accepted() const noexcept {
     std::uint64_t sum = 0;
     for (const shard& s : shards_) sum += s.accepted.load(std::memory_order_seq_cst);
+    return sum;
+  }
+  [[nodiscard]] std::uint64_t accepted_for_subpools() const noexcept {
+    std::uint64_t sum = 0;
+    for (const shard& s : shards_) sum += s.accepted_for_subpools.load(std::memory_order_relaxed);
     return sum;
   }
   [[nodiscard]] bool anyone_inside() const noexcept {
@@ -186,9 +192,11 @@ struct alignas(cache_line_size) worker {
   // while it sleeps (under the idle lock, published through wake_word).
   bool searching = false;
   // Owner only (parking.cpp): when this worker last ran out of work (0: it has work), and the
-  // average of its recent idle gaps, which sizes its next search. Starts "long": search briefly.
+  // average of its recent idle gaps, which sizes its next search. Starts "long" (the most a gap
+  // counts for): search briefly until short gaps are seen; three or four of them suffice.
   std::uint64_t idle_since_ns = 0;
-  std::uint64_t recent_idle_gap_ns = std::uint64_t{1} << 40;
+  static constexpr std::uint64_t longest_counted_idle_gap_ns = 400'000;
+  std::uint64_t recent_idle_gap_ns = longest_counted_idle_gap_ns;
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
   std::atomic<worker_state> state{worker_state::active};
   std::thread thread;
@@ -255,10 +263,6 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // --- worker.cpp
   [[nodiscard]] task_node* find_task(worker& w) noexcept;
   void execute(worker& w, task_node* node, bool holds_slot) noexcept;
-  // Counts a fork-join job that `w` takes back and runs itself as a start, and on every
-  // fair_take_interval-th start first runs the oldest submitted task in sight (worker.cpp has the
-  // starvation bound this keeps).
-  void count_job_start(worker& w) noexcept;
   // Runs `node`, a task with a handle that the calling worker waits for, here and now if nobody
   // has started it yet; false otherwise. Used past the helping cap (waiting.cpp).
   [[nodiscard]] bool run_if_unstarted(worker& w, task_node* node) noexcept;
@@ -325,6 +329,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   external_submissions external_;
   alignas(cache_line_size) std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> external_wakeups_{0};
+  std::atomic<std::uint64_t> external_runner_pushes_{0};  // subpool runner jobs from outside threads
 
   // Lifecycle.
   alignas(cache_line_size) std::atomic<bool> stopping_{false};

@@ -19,8 +19,8 @@ pool_core::admission pool_core::admit(worker* self, bool may_block) {
       }
     }
     // Full. A worker never blocks on its own pool: every worker could end up blocked and nothing
-    // would ever free a slot. So it runs the new task itself, now (it would otherwise have gone
-    // onto this worker's own deque, so this only changes when it runs, not where).
+    // would ever free a slot. So it runs the new task itself, now, ahead of the queued ones (the
+    // one exception to submission order, documented in pool.hpp).
     if (self != nullptr) return may_block && !options_.non_blocking ? admission::run_inline : admission::full;
     if (!may_block || options_.non_blocking) return admission::full;
 
@@ -158,6 +158,8 @@ bool pool_core::count_accepted(worker* self) noexcept {
     notify_drain();
     return false;
   }
+  // Not through the global queue (the subpool's own): metrics tell the two apart.
+  mine.accepted_for_subpools.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -165,7 +167,9 @@ void pool_core::uncount_accepted(worker* self) noexcept {
   if (self != nullptr) {
     self->counters.submitted.subtract();
   } else {
-    external_.of_this_thread().accepted.fetch_sub(1, std::memory_order_seq_cst);
+    external_submissions::shard& mine = external_.of_this_thread();
+    mine.accepted_for_subpools.fetch_sub(1, std::memory_order_relaxed);
+    mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
     notify_drain();
   }
 }
@@ -184,18 +188,20 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 }
 
 // The one place that decides where an accepted task goes.
-//   * Tasks a task_group submits from inside a task of this pool are fork-join: they go onto
-//     the worker's own deque, where the group's wait() finds them first. If the deque is full
-//     they run here and now, so deep recursion never strands a child where a waiter past the
-//     helping cap would not look (each level is one stack frame, as in serial recursion).
-//   * Everything else — submissions from any thread, a task's own submissions, subpools' runner
-//     jobs — goes to the global queue, which is FIFO: tasks from one thread start in the order
-//     they were submitted (up to one batch apart, see worker.cpp), and what a task submits
-//     waits behind what was submitted before it, from inside the pool or outside.
+//   * Tasks a task_group submits from inside a task of this pool are fork-join, and so are the
+//     runner jobs of a subpool that such a task submitted to: they go onto the worker's own
+//     deque, where the waiting task finds them first. If the deque is full they run here and
+//     now, so deep recursion never strands work where a waiter past the helping cap would not
+//     look (each level is one stack frame, as in serial recursion).
+//   * Everything else — submissions from any thread, a task's own submissions to the pool —
+//     goes to the global queue, which is FIFO: tasks from one thread start in the order they
+//     were submitted (up to one batch apart, see worker.cpp), and what a task submits waits
+//     behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
-  if (self != nullptr && node->group != nullptr) {
+  const bool runner = node->kind == task_kind::subpool_runner;
+  if (self != nullptr && (node->group != nullptr || runner)) {
     if (!self->deque.push(node)) {
-      self->counters.inline_runs.add();
+      if (!runner) self->counters.inline_runs.add();
       execute(*self, node, /*holds_slot=*/true);
       return;
     }
@@ -206,7 +212,11 @@ void pool_core::schedule(worker* self, task_node* node) {
   } else {
     // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence.
     global_.enqueue(node);
-    if (self != nullptr) self->counters.global_pushes.add();
+    if (self != nullptr) {
+      self->counters.global_pushes.add();
+    } else if (runner) {
+      external_runner_pushes_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   wake_one_if_needed(self);
 }

@@ -94,12 +94,12 @@ bool pool_core::retire(worker& w) noexcept {
 
 // Where a worker looks for its next task, and the starvation bound that order keeps.
 //
-// Sources: the worker's deque (fork-join work it spawned: newest first); the inboxes (submitted
-// tasks some worker took from the global queue in one batch: oldest first, its own inbox before
-// the others'); the global queue (every other submission, in order); other workers' deques
-// (oldest first). Normally the deque comes first, for fork-join's cache locality; but on every
-// fair_take_interval-th look — counted over the worker loop, helping waits and fork-join jobs
-// taken back (count_job_start) alike — the oldest submitted work comes first: inboxes, then the
+// Sources: the worker's deque (fork-join work it spawned, and runner jobs of subpools its tasks
+// submitted to: newest first); the inboxes (submitted tasks some worker took from the global
+// queue in one batch: oldest first, its own inbox before the others'); the global queue (every
+// other submission, in order); other workers' deques (oldest first). Normally the deque comes
+// first, for fork-join's cache locality; but on every fair_take_interval-th look, in the worker
+// loop and in helping waits alike, the oldest submitted work comes first: inboxes, then the
 // global queue. An inbox is refilled only when its owner found every inbox empty, and a worker
 // takes the rest of another's batch before a new one, so a batch is not stranded behind its
 // owner's long task.
@@ -108,23 +108,29 @@ bool pool_core::retire(worker& w) noexcept {
 // FIFO, a worker takes a new batch only when its own inbox and the others' look empty, and a
 // batch is at most max_batch_total / W tasks: so all the tasks taken but not started fit in a
 // window of max_batch_total consecutive submissions, and a task starts at most that far ahead
-// of an earlier one from the same thread; on one worker, exactly in order. The exception: a
+// of an earlier one from the same thread; on one worker, exactly in order. The exceptions: a
 // batch is invisible between the global queue and its taker's inbox, so if the operating system
 // deschedules the taker right there, others may run up to max_batch_total ahead of that batch
-// meanwhile (one batch per descheduled worker, never more).
+// meanwhile (one batch per descheduled worker, never more); and a task that a worker submits to
+// its own full pool runs at once (submission.cpp).
 //
-// Starvation bound (W workers, b = max(1, max_batch_total / W), counting starts: tasks and
-// fork-join jobs run by a worker). Let X be an accepted task. In an inbox, X has at most b − 2
-// tasks ahead of it there, and nothing enters ahead of it; that inbox's owner takes its own inbox
-// first on each fair take, so X starts within fair_take_interval × (b − 1) starts of its owner,
-// or sooner elsewhere. In the global queue with k tasks ahead of it, X reaches an inbox after at
-// most k batch takes. Every fair take, by any worker, starts an inbox task or takes a batch, and
-// at most W × (b − 1) inbox tasks exist between two batch takes; so X reaches an inbox within
+// Starvation bound (W workers, b = max(1, max_batch_total / W)). A *start* is a worker taking a
+// task from a queue, in its loop or in a helping wait; what a task runs on its own stack without
+// a queue (fork-join jobs it takes back, group tasks run at once for lack of deque room, a task
+// run at once on a full pool) is part of that task's run, as a function call would be. Not
+// running the oldest submitted task from inside fork-join code is deliberate: that task could
+// be a continuation waiting for the very task below it on the stack. Let X be an accepted task.
+// In an inbox, X has at most b − 2 tasks ahead of it there, and nothing enters ahead of it;
+// that inbox's owner takes its own inbox first on each fair take, so X starts within
+// fair_take_interval × (b − 1) starts of its owner, or sooner elsewhere. In the global queue
+// with k tasks ahead of it, X reaches an inbox after at most k batch takes. Every fair take, by
+// any worker, starts an inbox task or takes a batch, and at most W × (b − 1) inbox tasks exist
+// between two batch takes; so X reaches an inbox within
 // fair_take_interval × (k + 1) × (W × (b − 1) + 1) starts of any one worker. New submissions
-// never overtake X. Tasks a task_group submits from inside a task go to the deque and are
-// covered from the other side: they are fork-join work. The one exception: a worker nested more
-// than max_help_depth helping waits deep runs only its own fork-join work until it unwinds
-// (waiting.cpp), so the bound then rests on the other workers.
+// never overtake X. In time: each start is one task's run, so a task waits at most that many of
+// the longest tasks the workers run. The one exception: a worker nested more than
+// max_help_depth helping waits deep runs only its own deque until it unwinds (waiting.cpp), so
+// the bound then rests on the other workers.
 
 task_node* pool_core::take_global(worker& w) noexcept {
   // The first task runs now; the rest go into our inbox, oldest at the top, where we and the
@@ -209,13 +215,6 @@ task_node* pool_core::find_task(worker& w) noexcept {
   }
   if (task_node* t = take_oldest_submitted(w)) return t;
   return steal_for(w, &worker::deque);
-}
-
-void pool_core::count_job_start(worker& w) noexcept {
-  if (!fair_take_due(w)) return;
-  // Past the helping cap, running an unrelated task here could nest without bound.
-  if (w.help_depth > worker::max_help_depth) return;
-  if (task_node* t = take_oldest_submitted(w)) execute(w, t, /*holds_slot=*/true);
 }
 
 void pool_core::report_unhandled(std::exception_ptr error) noexcept {

@@ -429,6 +429,19 @@ TEST(Pool, RecursionThroughSubmitAndGetFarPastTheHelpingCapFinishes) {
   }
 }
 
+TEST(Pool, EverythingPushedOntoTheGlobalQueueIsPoppedOnceDrainedWithASubpool) {
+  pool p(with_workers(2));
+  {
+    tidepool::subpool s(p, 1);
+    for (int i = 0; i < 100; ++i) s.go([] {});
+    p.go([] {});
+  }
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.global_pushes, m.global_pops);
+  EXPECT_GE(m.global_pushes, 1U);
+}
+
 TEST(Pool, ExternalSubmissionsAreNotStarvedByABusyWorker) {
   pool p(with_workers(1));
   std::atomic<bool> external_ran{false};

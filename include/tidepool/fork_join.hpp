@@ -17,10 +17,9 @@
 // exception of the earliest argument that threw is rethrown to the caller.
 //
 // What else may run on the caller's stack: tasks a task_group submits inside the first function
-// and does not wait for (they sit above the job on the deque), and, on every 61st job taken back,
-// the oldest submitted task waiting in the pool (so that fork-join never starves the pool's other
-// work: see pool.hpp). Do not make such tasks wait for something the caller does only after
-// parallel_invoke returns.
+// and does not wait for (they sit above the job on the deque), and, while a stolen half is still
+// running, whatever a helping wait runs (task.hpp). Do not make such tasks wait for something the
+// caller does only after parallel_invoke returns.
 
 // Fork-join jobs are not "tasks" in the pool's metrics (they are not submitted, cannot be
 // refused or cancelled); the tasks that call them are.

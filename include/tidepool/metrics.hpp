@@ -27,10 +27,13 @@ struct pool_metrics {
   std::uint64_t dropped = 0;    // refused: pool stopped or queue full
 
   // Scheduler counters: what the work-stealing machinery did.
-  std::uint64_t local_pushes = 0;       // task_group tasks a worker put on its own deque (fork-join)
+  std::uint64_t local_pushes = 0;       // fork-join work a worker put on its own deque: task_group
+                                        // tasks and subpool runner jobs submitted from a task
   std::uint64_t overflow_pushes = 0;    // queued tasks a retiring worker handed to the global queue
-  std::uint64_t global_pushes = 0;      // tasks that entered the global queue (all submissions but
-                                        // task_group ones from inside a task, plus hand-overs)
+  std::uint64_t global_pushes = 0;      // what entered the global queue (pool submissions but
+                                        // task_group ones from inside a task, subpool runner jobs
+                                        // from outside threads, hand-overs); == global_pops once
+                                        // the pool is drained
   std::uint64_t global_pops = 0;        // tasks workers took from the global queue
   std::uint64_t steal_attempts = 0;
   std::uint64_t steals = 0;             // successful steals

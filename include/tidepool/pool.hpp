@@ -10,24 +10,27 @@
 // Where a task goes: submit(), try_submit() and go(), from any thread (one of the pool's own
 // tasks included), onto the pool's FIFO global queue. Workers take from it in batches of
 // 32 / workers (at least 1) into an inbox that they, and idle workers, empty oldest first. Only
-// fork-join work stays local: task_group tasks submitted from inside a task, and parallel_invoke /
-// parallel_for / parallel_reduce jobs, go onto the worker's own deque (newest first for it,
-// oldest first for thieves). Idle workers steal, then park.
+// fork-join work stays local: task_group tasks submitted from inside a task, parallel_invoke /
+// parallel_for / parallel_reduce jobs, and the jobs that run a subpool's tasks submitted from
+// inside a task go onto the worker's own deque (newest first for it, oldest first for thieves).
+// Idle workers steal, then park.
 //
 // Start order: tasks submitted by one thread start in the order they were submitted. On one
 // worker exactly; on several, no task starts more than 32 tasks ahead of an earlier one from the
 // same thread, apart from tasks another worker has taken and not yet started (its share of a
-// batch at most, if the operating system deschedules it in the middle of taking them). A
-// shrinking resize() is the exception: the surplus workers' waiting tasks go to the back.
+// batch at most, if the operating system deschedules it in the middle of taking them). Two
+// exceptions: a task that a worker submits to its own full pool runs at once (see
+// queue_capacity), and a shrinking resize() sends the surplus workers' waiting tasks to the back.
 //
-// Starvation bound: every accepted task starts. A worker counts its starts (tasks from its loop
-// or from inside a helping wait, and fork-join jobs it takes back), and on every 61st it takes
-// the oldest waiting submitted task before its own fork-join work. So a task that was k-th in the
-// global queue starts within 61 × (k + 1) × (W × (b − 1) + 1) starts of any one worker (W
-// workers, b = max(1, 32 / W)), and once in a worker's inbox within 61 × (b − 1) starts of that
-// worker, whatever the workers spawn. A worker nested more than 256 helping waits deep runs
-// only its own fork-join work (and the task it waits for) until it unwinds. lib/worker.cpp has
-// the proof.
+// Starvation bound: every accepted task starts. A worker counts its starts (each task it takes
+// from a queue, in its loop or inside a helping wait; what a task runs on its own stack —
+// fork-join jobs it takes back, tasks run at once — is part of that task), and on every 61st it
+// takes the oldest waiting submitted task before its own fork-join work. So a task that was
+// k-th in the global queue starts within 61 × (k + 1) × (W × (b − 1) + 1) starts of any one
+// worker (W workers, b = max(1, 32 / W)), and once in a worker's inbox within 61 × (b − 1)
+// starts of that worker, whatever the workers spawn: in time, that many runs of the longest
+// tasks. A worker nested more than 256 helping waits deep runs only its own deque (and the task
+// it waits for) until it unwinds. lib/worker.cpp has the proof.
 //
 // Accounting: a submission is either refused — pool_stopped or queue_full is thrown (try_submit
 // returns no task) and it counts as `dropped`, never `submitted` — or accepted, and then it is run
@@ -35,7 +38,8 @@
 // Nothing accepted is ever silently lost: see pool_metrics.
 //
 // No retention: a task's callable and all its captures are destroyed before its completion is
-// observable by anyone, and no structure of the pool refers to a finished task.
+// observable by anyone, and no structure of the pool refers to a finished task (but for the one
+// case task.hpp describes: an empty node left in a queue slot by a deeply nested waiter).
 
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX, std::uint32_t
