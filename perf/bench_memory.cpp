@@ -2,8 +2,8 @@
 // boost::asio::thread_pool and a mutex + condition_variable pool, each in a process of its own
 // (tools/compare runs one benchmark per process, so freed memory of one cannot flatter another).
 //
-//   pond110  Go pond's issue 110: 2 workers, and per round a 1 MiB payload captured by 14 tasks
-//            that read it (more tasks than workers). The producer keeps at most 8 rounds
+//   pond110  Go pond's issue 110: 2 workers (and 10, as in pond's report), and per round a 1 MiB
+//            payload captured by 14 tasks that read it (more tasks than workers). The producer keeps at most 8 rounds
 //            unfinished. Sampled every 5 ms: RSS, live payloads, and *retained* payloads — alive
 //            although all 14 tasks of their round have finished. A scheduler that frees a task's
 //            captures when it has run retains at most the few whose last task is returning right
@@ -16,8 +16,9 @@
 // global queue swapped (lib/global_queue.hpp), as `tidepool[<queue>]`.
 //
 //   perf/bench_memory [--quick] [--series_dir=DIR] [google-benchmark flags]
-//   --series_dir: writes DIR/pond110_<scheduler>.csv (seconds,rss_mib,live_payloads).
-//   --quick: 4,000 rounds instead of 20,000.
+//   --series_dir: writes DIR/pond110_<W>W_<scheduler>.csv (seconds,rss_mib,live_payloads,
+//   retained_payloads).
+//   --quick: 4,000 rounds instead of 20,000 (at 2 and at 10 workers).
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>  // for sysconf
@@ -151,7 +152,9 @@ class sampler {
 
 template <class Pool>
 void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
-  constexpr std::size_t workers = 2;
+  const auto workers = static_cast<std::size_t>(state.range(0));
+  const std::string configuration = std::to_string(workers) + "W";
+  state.SetLabel("pond110/" + configuration);
   constexpr std::uint64_t tasks_per_round = 14;
   constexpr std::uint64_t rounds_in_flight = 8;
   double peak_rss = 0;
@@ -194,7 +197,7 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
       peak_retained = std::max(peak_retained, s.retained_payloads);
     }
     if (!g_series_dir.empty()) {
-      std::ofstream csv(g_series_dir + "/pond110_" + scheduler + ".csv");
+      std::ofstream csv(g_series_dir + "/pond110_" + configuration + "_" + scheduler + ".csv");
       csv << "seconds,rss_mib,live_payloads,retained_payloads\n";
       for (const auto& s : samples.samples()) {
         csv << s.seconds << ',' << s.rss_mib << ',' << s.live_payloads << ',' << s.retained_payloads << '\n';
@@ -214,7 +217,6 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
   state.counters["peak_rss_MiB"] = peak_rss;
   state.counters["peak_live_payloads"] = static_cast<double>(peak_live);
   state.counters["peak_retained_payloads"] = static_cast<double>(peak_retained);
-  state.SetLabel("pond110/2W");
 }
 
 // ---- queued -------------------------------------------------------------------------------------
@@ -261,14 +263,18 @@ void BM_Queued(benchmark::State& state) {
 
 // ---- registration -------------------------------------------------------------------------------
 
+// reference_model: the deliberately leaky pool, run once (pond110, 2 workers) to show what the
+// scenario detects.
 template <class Pool>
-void register_scheduler(const std::string& name, bool with_queued = true) {
-  benchmark::RegisterBenchmark(("pond110/" + name).c_str(), BM_Pond110<Pool>, name)
-      ->Iterations(1)
+void register_scheduler(const std::string& name, bool reference_model = false) {
+  auto* pond110 = benchmark::RegisterBenchmark(("pond110/" + name).c_str(), BM_Pond110<Pool>, name);
+  pond110->ArgName("W")->Arg(2);
+  if (!reference_model) pond110->Arg(10);
+  pond110->Iterations(1)
       ->Repetitions(1)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
-  if (!with_queued) return;
+  if (reference_model) return;
   benchmark::RegisterBenchmark(("queued/" + name).c_str(), BM_Queued<Pool>)
       ->Iterations(1)
       ->Repetitions(1)
@@ -285,7 +291,7 @@ void register_all() {
   register_scheduler<tbb_arena_pool>("tbb_enqueue");
   register_scheduler<asio_pool>("asio_pool");
   register_scheduler<mutex_pool>("mutex_pool");
-  register_scheduler<retaining_model_pool>("retaining_model", false);
+  register_scheduler<retaining_model_pool>("retaining_model", /*reference_model=*/true);
 #endif
 }
 
