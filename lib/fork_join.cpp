@@ -10,15 +10,19 @@ namespace tidepool::detail {
 worker* worker_of(pool& p) noexcept { return pool_access::core(p).worker_of_this_thread(); }
 
 bool spawn(worker& w, task_node* job) noexcept {
-  const bool was_empty = w.deque.empty_estimate();
+  const std::size_t before = w.deque.size_estimate();
   if (!w.deque.push(job)) return false;
   // A full fence on every spawn would be the largest cost of a fine-grained fork-join, so only
-  // the first job of a burst (pushed onto an empty deque) pays it, for a reliable wake-up
-  // decision (the store→load argument in parking.cpp). A later job of the burst may go unseen
-  // by a searcher that gives up at that moment: then it waits for the spawner or for the next
-  // thief, costing parallelism, never the job — it is on the spawner's own deque, and the
-  // spawner always joins it.
-  if (was_empty) std::atomic_thread_fence(std::memory_order_seq_cst);
+  // a job pushed onto a deque that held at most one item pays it, for a reliable wake-up
+  // decision (the store→load argument in parking.cpp). "At most one", not "empty": a thief may
+  // take the one item we saw right after we looked, and then its last-searcher check and a
+  // parking worker's final look would both find the deque empty while our push sits in our
+  // store buffer, and we, having seen a searcher, would wake nobody. With two or more items, a
+  // thief that takes one still sees the next and passes the wake-up on (stop_searching), and
+  // that wake-up takes microseconds, by which time our store is visible. If a job does go
+  // unseen, it waits for the spawner or the next thief: parallelism lost, never the job — it is
+  // on the spawner's own deque, and the spawner always joins it.
+  if (before <= 1) std::atomic_thread_fence(std::memory_order_seq_cst);
   w.core.wake_one_if_needed(&w);
   return true;
 }
