@@ -118,8 +118,9 @@ TEST(ChaseLevDeque, LastItemRacedByPopAndStealGoesToExactlyOne) {
 
   std::thread thief([&] {
     for (std::size_t r = 1; r <= rounds; ++r) {
-      while (round_started.load(std::memory_order_acquire) < r) {
-      }
+      // Yield rather than spin: on one CPU (taskset -c 0, or a loaded CI machine) a spinning
+      // waiter would burn its whole time slice before the other side could move.
+      while (round_started.load(std::memory_order_acquire) < r) std::this_thread::yield();
       steal_status status;
       do {
         status = deque.steal().status;
@@ -138,8 +139,7 @@ TEST(ChaseLevDeque, LastItemRacedByPopAndStealGoesToExactlyOne) {
     for (unsigned spin = rng() % 256; spin > 0; --spin) sink = spin;
     (void)sink;
     owner_wins += deque.pop() != nullptr;
-    while (thief_done.load(std::memory_order_acquire) < r) {
-    }
+    while (thief_done.load(std::memory_order_acquire) < r) std::this_thread::yield();
     ASSERT_EQ(owner_wins + thief_wins, r) << "item lost or duplicated in round " << r;
     ASSERT_EQ(deque.occupied_slots_for_testing(), 0U);
   }
@@ -175,6 +175,8 @@ TEST(ChaseLevDeque, StressEveryItemDeliveredExactlyOnceWithThreeThieves) {
         const auto stolen = deque.steal();
         if (stolen.status == steal_status::success) take(stolen.item);
         lost += stolen.status == steal_status::lost_race;
+        // An empty deque: give the owner the CPU (on one CPU it could not refill it otherwise).
+        if (stolen.status == steal_status::empty) std::this_thread::yield();
       }
       lost_races.fetch_add(lost);
     });

@@ -40,6 +40,7 @@
 // No retention: a task's callable and all its captures are destroyed before its completion is
 // observable by anyone, and no structure of the pool refers to a finished task (but for the one
 // case task.hpp describes: an empty node left in a queue slot by a deeply nested waiter).
+// A callable, its captures and its result must have noexcept destructors (checked at compile time).
 
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX, std::uint32_t

@@ -23,13 +23,14 @@
 // Memory usage: capacity pointers plus three cache lines of indices. Nothing is allocated after
 // construction.
 
-#include <atomic>     // for std::atomic, std::atomic_thread_fence
+#include <atomic>     // for std::memory_order
 #include <bit>        // for std::has_single_bit
 #include <cstddef>    // for std::size_t
 #include <cstdint>    // for std::int64_t
 #include <memory>     // for std::unique_ptr
 #include <stdexcept>  // for std::invalid_argument
 
+#include "tidepool/detail/atomics.hpp"  // for atomic, atomic_thread_fence, mutated
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/sanitizers.hpp"
 
@@ -86,7 +87,7 @@ class chase_lev_deque {
     slots_[b & mask_].store(item, relaxed);
     // release fence: the slot write (and everything that built *item) happens-before any thief
     // that reads the new bottom with acquire.
-    std::atomic_thread_fence(release);
+    if (!mutated(mutant::deque_push_relaxed_publish)) detail::atomic_thread_fence(release);
     bottom_.value.store(b + 1, publish_order);
     return true;
   }
@@ -98,13 +99,13 @@ class chase_lev_deque {
     // seq_cst fence: the store of bottom above and the load of top below must not be reordered
     // (store→load), or owner and a thief could both take the last item. Thieves have the matching
     // seq_cst fence between their load of top and their load of bottom.
-    std::atomic_thread_fence(seq_cst);
+    if (!mutated(mutant::deque_pop_without_fence)) detail::atomic_thread_fence(seq_cst);
     std::int64_t t = top_.value.load(thread_sanitizer ? seq_cst : relaxed);
     if (t > b) {  // was empty: restore bottom
       bottom_.value.store(b + 1, relaxed);
       return nullptr;
     }
-    std::atomic<T*>& slot = slots_[b & mask_];
+    atomic<T*>& slot = slots_[b & mask_];
     T* item = slot.load(relaxed);
     if (t == b) {
       // The last item: thieves may be after it too. Whoever moves top from t to t+1 gets it.
@@ -125,16 +126,18 @@ class chase_lev_deque {
     std::int64_t t = top_.value.load(acquire);
     // seq_cst fence: orders the load of top before the load of bottom, against the owner's
     // store of bottom then load of top in `pop` (the paper's store→load pair).
-    std::atomic_thread_fence(seq_cst);
+    detail::atomic_thread_fence(seq_cst);
     // acquire: pairs with the owner's release fence in `push`; the slot and the item are visible.
     const std::int64_t b = bottom_.value.load(thread_sanitizer ? seq_cst : acquire);
     if (t >= b) return {steal_status::empty, nullptr};
 
-    std::atomic<T*>& slot = slots_[t & mask_];
+    atomic<T*>& slot = slots_[t & mask_];
     // The paper reads the slot with consume; we use acquire, which every compiler emits anyway.
     // The value may be stale if we lose the CAS below; it is then discarded, never used.
     T* item = slot.load(acquire);
-    if (!top_.value.compare_exchange_strong(t, t + 1, seq_cst, relaxed)) {
+    if (mutated(mutant::deque_steal_without_cas)) {
+      top_.value.store(t + 1, seq_cst);
+    } else if (!top_.value.compare_exchange_strong(t, t + 1, seq_cst, relaxed)) {
       return {steal_status::lost_race, nullptr};
     }
     // Clear the slot we won. This is still a write to a slot we no longer own: the owner may
@@ -163,17 +166,17 @@ class chase_lev_deque {
   }
 
  private:
-  static std::unique_ptr<std::atomic<T*>[]> make_slots(std::size_t capacity) {
+  static std::unique_ptr<atomic<T*>[]> make_slots(std::size_t capacity) {
     if (capacity < 2 || !std::has_single_bit(capacity)) {
       throw std::invalid_argument("chase_lev_deque: capacity must be a power of two >= 2");
     }
-    auto slots = std::make_unique<std::atomic<T*>[]>(capacity);
+    auto slots = std::make_unique<atomic<T*>[]>(capacity);
     for (std::size_t i = 0; i < capacity; ++i) slots[i].store(nullptr, relaxed);
     return slots;
   }
 
   struct alignas(Separation) index {
-    std::atomic<std::int64_t> value{0};
+    atomic<std::int64_t> value{0};
   };
 
   // Written by thieves (CAS) and, for the last item, by the owner.
@@ -182,7 +185,7 @@ class chase_lev_deque {
   // invalidate the line the owner touches on every push and pop.
   index bottom_;
   // Read-only after construction; shares no line with either index.
-  alignas(Separation) const std::unique_ptr<std::atomic<T*>[]> slots_;
+  alignas(Separation) const std::unique_ptr<atomic<T*>[]> slots_;
   const std::int64_t mask_;
 };
 

@@ -34,20 +34,36 @@
 //   scan:     heavy fence, then acquire loads of every hazard.
 //
 // Asymmetric fences: protect runs on every queue operation, a scan once per R retired segments.
-// So where Linux's membarrier(PRIVATE_EXPEDITED) is available, the light fence is only a compiler
-// barrier and the heavy fence is the membarrier call, which makes every running thread of the
-// process execute a full barrier: the same store→load ordering as a pair of seq_cst fences, paid
-// by the rare side (folly's hazptr does the same). Elsewhere, and under ThreadSanitizer, both are
-// seq_cst fences.
+// So on x86-64 Linux where membarrier(PRIVATE_EXPEDITED) is available, the light fence is only a
+// compiler barrier and the heavy fence is the membarrier call, which makes every running thread of
+// the process execute a full barrier: the same store→load ordering as a pair of seq_cst fences,
+// paid by the rare side (folly's hazptr does the same). Elsewhere, and under ThreadSanitizer,
+// both are seq_cst fences.
+//
+// If membarrier stops working after start-up (a seccomp filter installed later, ENOMEM), the
+// heavy fence falls back to folly's other barrier: it changes the protection of a page this
+// process has written, and the kernel's TLB shoot-down interrupts every CPU that runs one of our
+// threads (on x86, shoot-downs are inter-processor interrupts, and an interrupt serialises the
+// CPU it lands on); a thread that is not running has been switched out, which is a full barrier
+// too. So reclamation never stops. Should even that fail, a scan reclaims nothing (and the
+// out-of-memory path of retire keeps waiting): hazards read without a barrier are never trusted.
+// Asymmetric fences are used only where that fallback exists (x86-64 Linux).
+//
+// First use without allocation failure: a thread's first holder in a domain allocates (its
+// record, its table entry). If that fails, the holder borrows the domain's reserve record,
+// allocated with the domain, instead of throwing: protecting never fails for lack of memory, so
+// the scheduler's noexcept paths (a worker's first look at a queue) cannot end the process.
+// Borrowers of the reserve take turns; each holds it for one holder's lifetime.
 //
 // Threads and domains may come and go in any order, with one rule: a domain must outlive every
 // operation on it (its destructor reclaims everything it still holds).
 
-#include <atomic>   // for std::atomic, std::atomic_thread_fence, std::atomic_signal_fence
+#include <atomic>   // for std::memory_order
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint64_t
 #include <vector>   // for std::vector
 
+#include "tidepool/detail/atomics.hpp"  // for atomic, atomic_thread_fence, atomic_signal_fence, mutated
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/sanitizers.hpp"
 
@@ -57,12 +73,25 @@ namespace tidepool::detail {
 extern bool asymmetric_fences;
 
 inline void light_fence() noexcept {
+  if (mutated(mutant::hazard_protect_without_fence)) return;
   if (asymmetric_fences) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
+    detail::atomic_signal_fence(std::memory_order_seq_cst);
   } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    detail::atomic_thread_fence(std::memory_order_seq_cst);
   }
 }
+
+#if defined(TIDEPOOL_FAULT_INJECTION)
+// Test builds only (test/meson.build compiles lib/hazard_pointers.cpp into the hazard-pointer
+// tests with this switch): deny the heavy fence's membarrier call, or its fallback too, as a
+// seccomp filter installed after start-up would; count the fallback barriers made.
+struct heavy_fence_faults {
+  std::atomic<bool> deny_membarrier{false};
+  std::atomic<bool> deny_fallback{false};
+  std::atomic<std::uint64_t> fallback_barriers{0};
+};
+extern heavy_fence_faults heavy_fence_faults_for_testing;
+#endif
 
 class hazard_domain {
   struct record;
@@ -81,9 +110,11 @@ class hazard_domain {
   hazard_domain& operator=(const hazard_domain&) = delete;
 
   // One hazard pointer of the calling thread, held for the holder's lifetime. Cheap to create:
-  // after a thread's first use of a domain it is a thread-local lookup and a bit flip.
+  // after a thread's first use of a domain it is a thread-local hash lookup and a bit flip.
   class holder {
    public:
+    // Never throws std::bad_alloc (see "First use without allocation failure" above); throws
+    // std::length_error if the thread already holds slots_per_record holders of this domain.
     explicit holder(hazard_domain& domain);
     ~holder();
     holder(const holder&) = delete;
@@ -93,7 +124,7 @@ class hazard_domain {
     // something else, is reset, or is destroyed. The object must be retired only after it is
     // unreachable from `source` (the usual hazard-pointer precondition).
     template <class T>
-    [[nodiscard]] T* protect(const std::atomic<T*>& source) noexcept {
+    [[nodiscard]] T* protect(const atomic<T*>& source) noexcept {
       T* seen = source.load(std::memory_order_acquire);
       for (;;) {
         // release: if this replaces an earlier hazard, our reads of that earlier object happen
@@ -112,10 +143,12 @@ class hazard_domain {
     void reset() noexcept { hazard_->store(nullptr, std::memory_order_release); }
 
    private:
+    void give_back_if_borrowed() noexcept;
+
     record* record_;
-    std::atomic<const void*>* hazard_;
+    atomic<const void*>* hazard_;
     unsigned bit_;
-    bool temporary_;  // the record was borrowed for this holder only (see local_record)
+    bool temporary_;  // the record is borrowed (see local_record, borrow_reserve): give it back after use
   };
 
   // Hands `object` over for reclamation once no hazard pointer names it. `object` must already be
@@ -137,7 +170,13 @@ class hazard_domain {
   [[nodiscard]] std::size_t scan_threshold() const noexcept;
 
   // Records created so far (never more than the threads that used the domain at the same time).
+  // The reserve record (see above) is not counted: it holds hazards only while memory is short.
   [[nodiscard]] std::size_t records() const noexcept { return record_count_.load(std::memory_order_acquire); }
+
+#if defined(TIDEPOOL_RELACY)
+  // The model's stand-in for a thread's exit: gives the calling simulated thread's record back.
+  void model_thread_exit() noexcept;
+#endif
 
  private:
   struct retired_object {
@@ -152,10 +191,14 @@ class hazard_domain {
   };
 
   struct alignas(cache_line_size) record {
-    std::atomic<const void*> hazards[slots_per_record] = {};
+    atomic<const void*> hazards[slots_per_record] = {};
     // `retired`, `scratch` and `used_mask` belong to whichever thread moved `state` away from
     // record_free (acquire), until it moves it back (release).
-    std::atomic<std::uint8_t> state{record_owned};
+    atomic<std::uint8_t> state{record_owned};
+    // The reserve only: which thread borrows it (null when none). Written by the borrower only,
+    // after taking `state` and before giving it back; read relaxed by any thread, which can see
+    // its own identity there only if it wrote it itself.
+    atomic<const void*> borrower{nullptr};
     unsigned used_mask = 0;
     std::vector<retired_object> retired;
     std::vector<const void*> scratch;  // reused by scans, so a scan does not allocate once warm
@@ -171,6 +214,7 @@ class hazard_domain {
     bool temporary;  // borrowed after this thread's exit handler ran: give it back after use
   };
   local_record_ref local_record();
+  record& borrow_reserve() noexcept;
   record& acquire_record();
   static void release_record(record& r) noexcept;
   bool scan(record& self) noexcept;
@@ -178,9 +222,14 @@ class hazard_domain {
   void wait_until_unprotected(const void* object) const noexcept;
 
   const std::uint64_t id_;  // never reused, unlike the domain's address
-  std::atomic<record*> records_head_{nullptr};
-  std::atomic<std::size_t> record_count_{0};
-  std::atomic<std::size_t> unreclaimed_{0};
+  atomic<record*> records_head_{nullptr};
+  atomic<std::size_t> record_count_{0};
+  atomic<std::size_t> unreclaimed_{0};
+  record* reserve_ = nullptr;  // in the list from construction on; never owned, only borrowed
+#if defined(TIDEPOOL_RELACY)
+  static constexpr std::size_t model_max_threads = 8;
+  record* model_records_[model_max_threads] = {};  // the thread-locals, per simulated thread
+#endif
 };
 
 }  // namespace tidepool::detail

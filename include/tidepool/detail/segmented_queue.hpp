@@ -33,11 +33,12 @@
 // most `hazard_domain::unreclaimed_bound()` retired segments. A segment is
 // SegmentSize pointers + 3 cache lines. Items are not owned: the queue never deletes them.
 
-#include <atomic>       // for std::atomic
+#include <atomic>       // for std::memory_order
 #include <cstddef>      // for std::size_t, std::byte
 #include <cstdint>      // for std::uint64_t
 #include <type_traits>  // for std::is_object_v
 
+#include "tidepool/detail/atomics.hpp"  // for atomic, mutated
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
 #include "tidepool/detail/hazard_pointers.hpp"
@@ -100,7 +101,8 @@ class segmented_queue {
         // through `next`. seq_cst rather than release: on this path linking is what publishes the
         // item, so it must take part in the same store→load argument as the ticket fetch_add
         // (see "empty" below). Free on x86 and ARMv8, where the CAS is a full barrier anyway.
-        if (tail->next.compare_exchange_strong(next, fresh, seq_cst, seq_cst)) {
+        const auto link_order = mutated(mutant::queue_link_relaxed) ? relaxed : seq_cst;
+        if (tail->next.compare_exchange_strong(next, fresh, link_order, link_order)) {
           tail_.value.compare_exchange_strong(tail, fresh, release, relaxed);
           return;
         }
@@ -204,11 +206,11 @@ class segmented_queue {
     }
 
     // Producers and consumers hammer different tickets: keep them on different lines.
-    alignas(cache_line_size) std::atomic<std::uint64_t> enqueue_ticket{0};
-    alignas(cache_line_size) std::atomic<std::uint64_t> dequeue_ticket{0};
-    alignas(cache_line_size) std::atomic<segment*> next{nullptr};
+    alignas(cache_line_size) atomic<std::uint64_t> enqueue_ticket{0};
+    alignas(cache_line_size) atomic<std::uint64_t> dequeue_ticket{0};
+    alignas(cache_line_size) atomic<segment*> next{nullptr};
     segmented_queue* const owner;
-    std::atomic<T*> slots[SegmentSize];
+    atomic<T*> slots[SegmentSize];
   };
 
   // The marker a consumer leaves in a slot. Its address is compared, never dereferenced (T may
@@ -219,7 +221,7 @@ class segmented_queue {
   // Takes the item of a consumer ticket we hold, leaving `taken` in its slot; null if the
   // producer never delivered it (we spoiled the slot and the producer will take another ticket).
   static T* take_slot(segment* s, std::uint64_t ticket, bool producer_holds_ticket) noexcept {
-    std::atomic<T*>& slot = s->slots[ticket];
+    atomic<T*>& slot = s->slots[ticket];
     if (producer_holds_ticket) {
       // The producer is between its fetch_add and its store: a window of a few instructions.
       // Waiting briefly for it is cheaper than spoiling the slot, which costs it a retry.
@@ -253,10 +255,10 @@ class segmented_queue {
   static void reclaim_segment(void* s) noexcept { delete_segment(static_cast<segment*>(s)); }
 
   struct alignas(cache_line_size) end_pointer {
-    std::atomic<segment*> value;
+    atomic<segment*> value;
   };
 
-  std::atomic<std::size_t> segments_allocated_{0};
+  atomic<std::size_t> segments_allocated_{0};
   // Declared before head_ and tail_ so that it is constructed before the first segment, and
   // destroyed after ~segmented_queue has freed the live ones.
   hazard_domain domain_;

@@ -19,7 +19,7 @@
 #include <exception>    // for std::exception_ptr, std::current_exception
 #include <functional>   // for std::invoke
 #include <new>          // for std::launder, placement new
-#include <type_traits>  // for std::is_void_v
+#include <type_traits>  // for std::is_void_v, std::is_nothrow_destructible_v
 #include <utility>      // for std::forward, std::move
 
 #include "tidepool/detail/cache_line.hpp"
@@ -187,6 +187,13 @@ void task_ops(task_node* n, task_op op) noexcept {
 // A node holding `f`, with one reference for the scheduler and one for the handle if `kind` has one.
 template <class F, class R, class Fn>
 [[nodiscard]] task_node* make_task_node(Fn&& f, task_kind kind) {
+  // Destroying a callable or a result happens where nobody could be told about an exception
+  // (destroy_stored is noexcept: after the run, on refusal, on cancellation), so a type whose
+  // destructor may throw is refused here rather than ending the process later.
+  static_assert(std::is_nothrow_destructible_v<F>,
+                "tidepool: a task's callable and everything it captures must have a noexcept destructor");
+  static_assert(std::is_void_v<R> || std::is_nothrow_destructible_v<R>,
+                "tidepool: a task's result type must have a noexcept destructor");
   task_node* n = allocate_task_node();
   try {
     construct_stored<F>(n, std::forward<Fn>(f));
