@@ -204,14 +204,14 @@ void pool_core::wake(worker& sleeper) noexcept {
   futex_wake_one(sleeper.wake_word);
 }
 
-void pool_core::wake_all_for_shutdown() noexcept {
-  std::vector<worker*> sleepers;
-  {
-    std::lock_guard lock(idle_mutex_);
-    sleepers.swap(sleepers_);
-    unparked_.fetch_add(static_cast<std::uint32_t>(sleepers.size()), std::memory_order_seq_cst);
-  }
-  for (worker* w : sleepers) wake(*w);
+void pool_core::wake_all_sleepers() noexcept {
+  // Woken under the lock, and the list cleared in place: it keeps its reserved capacity, so a
+  // worker that parks afterwards (park() runs until shutdown is seen) never makes push_back
+  // allocate, which in a noexcept function would end the process on bad_alloc.
+  std::lock_guard lock(idle_mutex_);
+  unparked_.fetch_add(static_cast<std::uint32_t>(sleepers_.size()), std::memory_order_seq_cst);
+  for (worker* w : sleepers_) wake(*w);
+  sleepers_.clear();
 }
 
 }  // namespace tidepool::detail

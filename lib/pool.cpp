@@ -1,17 +1,55 @@
 // tidepool::pool: the public shell over pool_core, and the core's construction and metrics.
 
+#include <limits.h>   // for PTHREAD_STACK_MIN
+#include <pthread.h>  // for pthread_atfork
+
 #include <algorithm>  // for std::max
 #include <mutex>      // for std::lock_guard
 #include <stdexcept>  // for std::invalid_argument
+#include <string>     // for std::to_string
+#include <system_error>  // for std::system_error, std::generic_category
 #include <thread>     // for std::thread::hardware_concurrency, std::this_thread::yield
-#include <vector>     // for std::vector
 
 #include "pool_core.hpp"
+#include "test_hooks.hpp"
 #include "tidepool/detail/futex.hpp"
 
 namespace tidepool {
 namespace detail {
+
+#if defined(TIDEPOOL_TEST_HOOKS)
+std::atomic<test_hooks::hook> test_hooks::installed{nullptr};
+#endif
+
 namespace {
+
+// How many times this process's ancestry forked since the program started: bumped in the child
+// of every fork(), by the handler registered below. A pool remembers the generation it was
+// created in; in a child, the generations differ and the pool knows that its workers are gone.
+// Relaxed loads: in the child, the handler ran on the very thread that forked, before fork()
+// returned; threads created later see it through their creation. In the parent it never changes.
+std::atomic<std::uint32_t> fork_generation{0};
+
+void on_fork_in_child() noexcept { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+std::uint32_t current_fork_generation() {
+  static const bool registered = [] {
+    if (const int error = pthread_atfork(nullptr, nullptr, &on_fork_in_child); error != 0) {
+      throw std::system_error(error, std::generic_category(), "tidepool: pthread_atfork");
+    }
+    return true;
+  }();
+  static_cast<void>(registered);
+  return fork_generation.load(std::memory_order_relaxed);
+}
+
+std::size_t checked_stack_size(std::size_t requested) {
+  if (requested != 0 && requested < static_cast<std::size_t>(PTHREAD_STACK_MIN)) {
+    throw std::invalid_argument("tidepool::pool_options::stack_size: below the system's minimum (PTHREAD_STACK_MIN, " +
+                                std::to_string(PTHREAD_STACK_MIN) + " bytes)");
+  }
+  return requested;
+}
 
 std::size_t resolve_workers(std::size_t requested) {
   if (requested != 0) return requested;
@@ -29,7 +67,9 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w);
 
 pool_core::pool_core(pool_options options)
     : options_(std::move(options)),
+      fork_generation_(current_fork_generation()),
       slot_limit_(slot_limit(resolve_workers(options_.workers), options_.queue_capacity)) {
+  checked_stack_size(options_.stack_size);
   const std::size_t n = resolve_workers(options_.workers);
   for (std::size_t i = 0; i < n; ++i) workers_.add(std::make_unique<worker>(*this, i));
   sleepers_.reserve(worker_slots::capacity);  // so that parking never allocates
@@ -38,11 +78,18 @@ pool_core::pool_core(pool_options options)
 
 pool_core::~pool_core() = default;
 
+bool pool_core::forked_away() const noexcept {
+  return fork_generation.load(std::memory_order_relaxed) != fork_generation_;
+}
+
 void pool_core::launch(worker& w) {
   running_workers_.fetch_add(1, std::memory_order_seq_cst);
   unparked_.fetch_add(1, std::memory_order_seq_cst);
   try {
-    w.thread = std::thread(worker_main, shared_from_this(), &w);
+    test_hooks::at(test_hooks::point::before_worker_thread_start);
+    w.thread.start(options_.stack_size, [core = shared_from_this(), worker = &w]() mutable {
+      worker_main(std::move(core), worker);
+    });
   } catch (...) {
     running_workers_.fetch_sub(1, std::memory_order_seq_cst);
     unparked_.fetch_sub(1, std::memory_order_seq_cst);
@@ -60,7 +107,7 @@ void pool_core::start() {
   } catch (...) {
     // Could not start every thread: end those that did start, then report the failure.
     shutdown_.store(true, std::memory_order_seq_cst);
-    wake_all_for_shutdown();
+    wake_all_sleepers();
     for (const auto& w : workers_) {
       if (w->thread.joinable()) w->thread.join();
     }
@@ -71,20 +118,32 @@ void pool_core::start() {
 // Grow: first take back retirements that have not happened yet, then restart workers that
 // left, then add new ones; all start at once. Shrink: ask the highest-numbered active workers to
 // retire; each finishes the task it is running, hands its deque to the global queue and exits
-// the next time it looks for work (sleeping ones are woken for that). No task is interrupted,
-// and retired workers keep their counters, so metrics stay exact.
+// the next time it looks for work (sleeping ones are woken for that; one that finds a task after
+// it was asked hands that task back too). No task is interrupted, and retired workers keep their
+// counters, so metrics stay exact.
 void pool_core::resize(std::size_t n) {
   if (n == 0) throw std::invalid_argument("tidepool::pool::resize: a pool needs at least one worker");
   if (n > worker_slots::capacity) throw std::invalid_argument("tidepool::pool::resize: at most 1024 workers");
+  if (forked_away()) throw used_after_fork();
   std::lock_guard lock(resize_mutex_);
-  if (shutdown_.load(std::memory_order_acquire)) return;
+  // Under the lock: shutdown() sets shutdown_ (after stopping_) under it too, so a resize that
+  // gets past this check finishes before shutdown joins the workers it may start.
+  if (stopping_.load(std::memory_order_seq_cst)) throw pool_stopped();
   std::size_t active = target_workers_.load(std::memory_order_relaxed);
+  // Whatever happens below, the pool's size and its queue limit are what actually runs.
+  struct publish_on_exit {
+    pool_core& core;
+    const std::size_t& active;
+    ~publish_on_exit() { core.publish_worker_count(active); }
+  } publish{*this, active};
   if (n > active) {
     for (const auto& w : workers_) {
       if (active == n) break;
       worker_state expected = worker_state::retiring;
       if (w->state.compare_exchange_strong(expected, worker_state::active, std::memory_order_acq_rel)) ++active;
     }
+    // A thread that cannot be created throws out of launch() (std::system_error): the workers
+    // started until then stay, and publish_on_exit makes workers() say so.
     for (const auto& w : workers_) {
       if (active == n) break;
       worker_state state = w->state.load(std::memory_order_acquire);
@@ -108,17 +167,13 @@ void pool_core::resize(std::size_t n) {
       }
     }
     // Sleeping workers cannot retire: wake them all (the ones that stay will sleep again).
-    std::vector<worker*> sleepers;
-    {
-      std::lock_guard idle(idle_mutex_);
-      sleepers.swap(sleepers_);
-      sleepers_.reserve(worker_slots::capacity);
-      unparked_.fetch_add(static_cast<std::uint32_t>(sleepers.size()), std::memory_order_seq_cst);
-    }
-    for (worker* w : sleepers) wake(*w);
+    wake_all_sleepers();
   }
-  target_workers_.store(n, std::memory_order_release);
-  slot_limit_.store(slot_limit(n, options_.queue_capacity), std::memory_order_release);
+}
+
+void pool_core::publish_worker_count(std::size_t active) noexcept {
+  target_workers_.store(active, std::memory_order_release);
+  slot_limit_.store(slot_limit(active, options_.queue_capacity), std::memory_order_release);
   // A grow may have made room for submitters blocked on a full queue.
   capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(capacity_epoch_);
@@ -193,6 +248,8 @@ void detail::throw_if_refused(submit_status status) {
       throw pool_stopped();
     case submit_status::full:
       throw queue_full();
+    case submit_status::forked:
+      throw used_after_fork();
   }
 }
 

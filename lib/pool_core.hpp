@@ -33,7 +33,6 @@
 #include <optional> // for std::optional
 #include <stop_token>  // for std::stop_callback
 #include <stdexcept>  // for std::length_error
-#include <thread>   // for std::thread
 #include <vector>   // for std::vector
 
 #include "tidepool/detail/cache_line.hpp"
@@ -42,6 +41,7 @@
 #include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
 #include "global_queue.hpp"
+#include "worker_thread.hpp"
 
 namespace tidepool::detail {
 
@@ -199,7 +199,7 @@ struct alignas(cache_line_size) worker {
   std::uint64_t recent_idle_gap_ns = longest_counted_idle_gap_ns;
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
   std::atomic<worker_state> state{worker_state::active};
-  std::thread thread;
+  worker_thread thread;
 };
 
 // The workers, in slots that never move: readers iterate them without a lock while resize()
@@ -280,6 +280,17 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] pool_metrics metrics() const;
   [[nodiscard]] std::size_t worker_count() const noexcept { return target_workers_.load(std::memory_order_acquire); }
   void resize(std::size_t workers);
+
+  // True in a child process forked after this pool was created: none of its workers exists
+  // there, so it refuses every submission and its shutdown waits for nothing (pool.cpp).
+  [[nodiscard]] bool forked_away() const noexcept;
+
+  // --- subpool.cpp: every live subpool of this pool, at any depth. A thread blocked on a full
+  // subpool sleeps on that subpool's word only; a stop of the pool or of any subpool wakes them
+  // all, and each re-checks whether its own subpool or an ancestor stopped.
+  void register_subpool(subpool_core& sub);
+  void unregister_subpool(subpool_core& sub) noexcept;
+  void wake_blocked_subpool_submitters() noexcept;
   [[nodiscard]] worker* worker_of_this_thread() noexcept {
     worker* w = current_worker();
     return w != nullptr && &w->core == this ? w : nullptr;
@@ -292,7 +303,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   admission admit(worker* self, bool may_block);
   void release_slot() noexcept;
   void refuse(task_node* node) noexcept;
-  void take_back(external_submissions::shard& mine, task_node* node) noexcept;
+  submit_status submit_external(external_submissions::shard& mine, task_node* node, bool may_block);
+  // Undoes the count of an external submission that could not be queued, and counts it dropped.
+  void take_back(external_submissions::shard& mine) noexcept;
   void schedule(worker* self, task_node* node);
   void report_unhandled(std::exception_ptr error) noexcept;
   // One task from another worker's inbox or deque (`source`), oldest first; null if none.
@@ -306,13 +319,14 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   bool try_become_searching(worker& w) noexcept;
   void notify_one(worker* waker) noexcept;
   static void wake(worker& sleeper) noexcept;
-  void wake_all_for_shutdown() noexcept;
+  void wake_all_sleepers() noexcept;  // for shutdown and shrinking; allocates nothing
   void notify_drain() noexcept;
   [[nodiscard]] std::uint64_t unfinished() const noexcept;  // accepted, not finished
   [[nodiscard]] std::uint64_t queued() const noexcept;      // accepted, not started or cancelled
   [[nodiscard]] std::uint64_t submitted() const noexcept;
 
   const pool_options options_;
+  const std::uint32_t fork_generation_;  // the process's fork generation when created (pool.cpp)
   worker_slots workers_;
   global_queue global_;
   std::atomic<std::size_t> slot_limit_;  // workers + queue_capacity, or unbounded
@@ -323,7 +337,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   std::atomic<std::size_t> target_workers_{0};
   std::atomic<std::uint32_t> running_workers_{0};
   void launch(worker& w);
-  [[nodiscard]] bool retire(worker& w) noexcept;
+  void publish_worker_count(std::size_t active) noexcept;
+  // `found`: a task this worker took after it was asked to retire, handed to the others.
+  [[nodiscard]] bool retire(worker& w, task_node* found = nullptr) noexcept;
 
   // Shared counters: only external submissions and refusals write them.
   external_submissions external_;
@@ -341,7 +357,10 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   alignas(cache_line_size) std::atomic<std::uint32_t> searching_{0};
   std::atomic<std::uint32_t> unparked_{0};  // workers not on sleepers_
   std::mutex idle_mutex_;
-  std::vector<worker*> sleepers_;  // guarded by idle_mutex_
+  std::vector<worker*> sleepers_;  // guarded by idle_mutex_; capacity reserved: never allocates
+
+  std::mutex subpools_mutex_;
+  std::vector<subpool_core*> subpools_;  // guarded by subpools_mutex_
 
   // Last, so that it is destroyed first: its destructor waits for a callback in progress.
   struct cancel_on_stop {

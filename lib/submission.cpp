@@ -5,6 +5,7 @@
 #include <algorithm>  // for std::min
 
 #include "pool_core.hpp"
+#include "test_hooks.hpp"
 #include "tidepool/detail/futex.hpp"
 
 namespace tidepool::detail {
@@ -71,6 +72,12 @@ void pool_core::sample_submit_time(task_node* node) const noexcept {
 }
 
 submit_status pool_core::submit(task_node* node, bool may_block) {
+  // In a child process after fork() nothing would ever run it (and admit() could block forever
+  // on slots held by the parent's tasks).
+  if (forked_away()) {
+    refuse(node);
+    return submit_status::forked;
+  }
   if (worker* self = worker_of_this_thread()) return submit_from_worker(*self, node, may_block);
 
   // From outside. Announce ourselves first, before anything that may block or touch the pool:
@@ -78,27 +85,42 @@ submit_status pool_core::submit(task_node* node, bool may_block) {
   // waits until no external thread is inside submit().
   external_submissions::shard& mine = external_.of_this_thread();
   mine.inside.fetch_add(1, std::memory_order_seq_cst);
-  struct leave_on_exit {
-    external_submissions::shard& shard;
-    // release: everything this submit did to the pool happens-before shutdown's acquire load.
-    ~leave_on_exit() { shard.inside.fetch_sub(1, std::memory_order_release); }
-  } leave{mine};
+  // release: everything this submit did to the pool happens-before shutdown's acquire load.
+  const auto leave = [&mine] { mine.inside.fetch_sub(1, std::memory_order_release); };
+  submit_status status;
+  try {
+    status = submit_external(mine, node, may_block);
+  } catch (...) {
+    leave();
+    discard_task_node(node);
+    throw;
+  }
+  leave();
+  // A refused task's callable is destroyed only now, after our last touch of the pool: its
+  // captures may hold the last reference to the pool, whose destruction waits for us to leave.
+  if (status != submit_status::accepted) discard_task_node(node);
+  return status;
+}
 
+// Counts a refusal as dropped but leaves the node to the caller (see submit()). Throws only if
+// the task could not be queued (std::bad_alloc), with the submission taken back.
+submit_status pool_core::submit_external(external_submissions::shard& mine, task_node* node, bool may_block) {
   if (stopping_.load(std::memory_order_seq_cst)) {
-    refuse(node);
+    count_dropped();
     return submit_status::stopped;
   }
   const admission admitted = admit(nullptr, may_block);
   if (admitted != admission::admitted) {
-    refuse(node);
+    count_dropped();
     return admitted == admission::full ? submit_status::full : submit_status::stopped;
   }
   // Count first, then check stopping, both seq_cst. stop_and_wait() sets stopping and then reads
   // the count, so either it sees this task and waits for it, or we see the stop and take the
   // task back.
   mine.accepted.fetch_add(1, std::memory_order_seq_cst);
+  test_hooks::at(test_hooks::point::after_external_accept);
   if (stopping_.load(std::memory_order_seq_cst)) {
-    take_back(mine, node);
+    take_back(mine);
     return submit_status::stopped;
   }
   sample_submit_time(node);  // accepted: its queue wait starts now
@@ -106,7 +128,7 @@ submit_status pool_core::submit(task_node* node, bool may_block) {
   try {
     schedule(nullptr, node);
   } catch (...) {  // only std::bad_alloc, for a new queue segment
-    take_back(mine, node);
+    take_back(mine);
     throw;
   }
   return submit_status::accepted;
@@ -174,10 +196,10 @@ void pool_core::uncount_accepted(worker* self) noexcept {
   }
 }
 
-void pool_core::take_back(external_submissions::shard& mine, task_node* node) noexcept {
+void pool_core::take_back(external_submissions::shard& mine) noexcept {
   mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
   release_slot();
-  refuse(node);
+  count_dropped();
   notify_drain();  // a drain waiter may have counted the task
 }
 
@@ -231,6 +253,9 @@ void pool_core::stop() noexcept {
   // Submitters blocked on a full queue must learn that they are refused.
   capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(capacity_epoch_);
+  // So must those blocked on a full subpool. Not in a child after fork(): nobody blocks there,
+  // and the registry's lock may have been held by a thread that does not exist in the child.
+  if (!forked_away()) wake_blocked_subpool_submitters();
 }
 
 }  // namespace tidepool::detail

@@ -1,9 +1,12 @@
 // tidepool::subpool and its core. See subpool_core.hpp for the design.
 
-#include <chrono>     // for std::chrono::milliseconds
+#include <algorithm>  // for std::find
+#include <mutex>      // for std::lock_guard
 #include <stdexcept>  // for std::invalid_argument
+#include <string>     // for std::to_string
 
 #include "subpool_core.hpp"
+#include "test_hooks.hpp"
 #include "tidepool/detail/futex.hpp"
 
 namespace tidepool {
@@ -29,6 +32,15 @@ struct runner {
   void operator()() const noexcept { sub->run_one(); }
 };
 
+// The subpools whose tasks this thread is running, innermost first: a record per run_one on the
+// stack (runner jobs of nested subpools run inside their parent's run_one; helping waits nest
+// further tasks). Lets a destructor tell that it was called from one of its own tasks.
+struct running_record {
+  const subpool_core* sub;
+  const running_record* outer;
+};
+thread_local const running_record* innermost_running = nullptr;
+
 }  // namespace
 
 subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t max_concurrency, subpool_options options)
@@ -37,7 +49,57 @@ subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t ma
       max_concurrency_(resolve_limit(max_concurrency, parent != nullptr ? parent->max_concurrency() : root.worker_count())),
       queue_capacity_(options.queue_capacity.value_or(parent != nullptr ? parent->queue_capacity() : root.options().queue_capacity)),
       non_blocking_(options.non_blocking.value_or(parent != nullptr ? parent->non_blocking() : root.options().non_blocking)),
-      slot_limit_(slot_limit(max_concurrency_, queue_capacity_)) {}
+      slot_limit_(slot_limit(max_concurrency_, queue_capacity_)) {
+  root_.register_subpool(*this);
+}
+
+subpool_core::~subpool_core() {
+  // In a child after fork() the registry's lock may be held by a thread that is not there; the
+  // pool's core is never freed in the child, so leaving our entry behind is harmless.
+  if (!root_.forked_away()) root_.unregister_subpool(*this);
+}
+
+void pool_core::register_subpool(subpool_core& sub) {
+  std::lock_guard lock(subpools_mutex_);
+  subpools_.push_back(&sub);
+}
+
+void pool_core::unregister_subpool(subpool_core& sub) noexcept {
+  std::lock_guard lock(subpools_mutex_);
+  subpools_.erase(std::find(subpools_.begin(), subpools_.end(), &sub));
+}
+
+void pool_core::wake_blocked_subpool_submitters() noexcept {
+  std::lock_guard lock(subpools_mutex_);
+  for (subpool_core* sub : subpools_) sub->wake_blocked_submitters();
+}
+
+void subpool_core::wake_blocked_submitters() noexcept {
+  // Dekker with admit(), which announces itself in blocked_submitters_ and then reads every
+  // stopping flag (all seq_cst): the stopper set its flag before calling us, so either the
+  // submitter sees the flag and does not sleep, or we see it here and bump the epoch it sleeps on.
+  if (blocked_submitters_.load(std::memory_order_seq_cst) == 0) return;
+  capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(capacity_epoch_);
+}
+
+bool subpool_core::runs_on_this_thread() const noexcept {
+  for (const running_record* r = innermost_running; r != nullptr; r = r->outer) {
+    if (r->sub == this) return true;
+  }
+  return false;
+}
+
+void subpool_core::orphan() noexcept {
+  stop();
+  // The calling task (ours, on this thread) holds a unit of pending_ until after we return, so
+  // the finish that brings pending_ to zero is still to come, and it sees the flag.
+  pending_.abandon();
+}
+
+void subpool_core::finish_pending() noexcept {
+  if (pending_.finish()) delete this;  // we were orphaned, and this was the last unit
+}
 
 bool subpool_core::stopping() const noexcept {
   for (const subpool_core* s = this; s != nullptr; s = s->parent_) {
@@ -60,13 +122,13 @@ bool subpool_core::admit(bool from_worker, bool may_block, submit_status& refusa
       refusal = submit_status::full;
       return false;
     }
-    // As in pool_core::admit: epoch first, then announce, then re-check.
+    // As in pool_core::admit: epoch first, then announce, then re-check. Sleeps until a slot
+    // frees (release_slot) or this subpool, an ancestor or the pool stops: every stop wakes the
+    // blocked submitters of every subpool of the pool (wake_blocked_submitters).
     const std::uint32_t epoch = capacity_epoch_.load(std::memory_order_seq_cst);
     blocked_submitters_.fetch_add(1, std::memory_order_seq_cst);
     used = in_flight_.load(std::memory_order_seq_cst);
-    // Timed: a stop of an ancestor (pool or subpool) does not bump our epoch, so we look at
-    // stopping() again at least every millisecond.
-    if (used >= slot_limit_ && !stopping()) futex_wait_for(capacity_epoch_, epoch, std::chrono::milliseconds(1));
+    if (used >= slot_limit_ && !stopping()) futex_wait(capacity_epoch_, epoch);
     blocked_submitters_.fetch_sub(1, std::memory_order_relaxed);
     if (stopping()) {
       refusal = submit_status::stopped;
@@ -96,6 +158,11 @@ void subpool_core::refuse(task_node* node) noexcept {
 }
 
 submit_status subpool_core::submit(task_node* node, bool may_block) {
+  // See pool_core::submit: in a child after fork() nothing would run it.
+  if (root_.forked_away()) {
+    refuse(node);
+    return submit_status::forked;
+  }
   worker* self = root_.worker_of_this_thread();
   if (stopping()) {
     refuse(node);
@@ -114,16 +181,24 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
   }
   for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_add(1, std::memory_order_release);
   node->sub = this;
-  auto take_back = [&] {
+  // Two units: the task's, and our own. Once the task is in the queue a runner may run and
+  // finish it at once, and the owner may then destroy the subpool, while we still touch it
+  // (the queue's hazard release, runners_); our unit keeps the destructor waiting until our
+  // last touch, which is its finish.
+  pending_.add();
+  pending_.add();
+  const auto take_back = [&] {
     for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_sub(1, std::memory_order_release);
     root_.uncount_accepted(self);
     release_slot();
-    refuse(node);
-    pending_.finish();
+    count_dropped();
+    pending_.finish();  // the task's unit
+    finish_pending();   // ours, the last touch
+    // Destroyed only now: its captures may own the subpool (or what owns it).
+    discard_task_node(node);
   };
   // Count, then re-check stopping (both seq_cst): stop_and_wait() sets stopping and then reads
   // pending_, so either it waits for this task or we see the stop and take the task back.
-  pending_.add();
   if (stopping()) {
     take_back();
     return submit_status::stopped;
@@ -135,7 +210,9 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
     take_back();
     throw;
   }
+  test_hooks::at(test_hooks::point::after_subpool_enqueue);
   start_runner_if_possible();
+  finish_pending();  // our unit: the last touch
   return submit_status::accepted;
 }
 
@@ -172,8 +249,14 @@ void subpool_core::run_one() noexcept {
   worker* w = current_worker();
   if (task_node* t = queue_.try_dequeue()) {
     const bool child_runner = t->kind == task_kind::subpool_runner;
-    root_.execute(*w, t, /*holds_slot=*/false);
-    if (child_runner) pending_.finish();  // the unit enqueue_runner took for it
+    {
+      const running_record record{this, innermost_running};
+      innermost_running = &record;
+      root_.execute(*w, t, /*holds_slot=*/false);
+      innermost_running = record.outer;
+    }
+    // The unit enqueue_runner took for it. Not our last touch: this runner's own unit remains.
+    if (child_runner) pending_.finish();
   }
   if (!queue_.empty_estimate()) {
     send_runner();  // more to do: pass our slot on to a new runner job
@@ -183,7 +266,7 @@ void subpool_core::run_one() noexcept {
     runners_.fetch_sub(1, std::memory_order_seq_cst);
     if (!queue_.empty_estimate()) start_runner_if_possible();
   }
-  pending_.finish();  // this runner job's unit: our last touch
+  finish_pending();  // this runner job's unit: our last touch
 }
 
 void subpool_core::on_started() noexcept {
@@ -204,12 +287,14 @@ void subpool_core::on_cancelled() noexcept {
 
 void subpool_core::stop() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
-  capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
-  futex_wake_all(capacity_epoch_);
+  // Our own blocked submitters, and those of every subpool nested in us (they check our flag).
+  // Not in a child after fork(): see ~subpool_core.
+  if (!root_.forked_away()) root_.wake_blocked_subpool_submitters();
 }
 
 void subpool_core::stop_and_wait() {
   stop();
+  if (root_.forked_away()) return;  // as for the pool: no worker here will finish anything
   std::atomic_thread_fence(std::memory_order_seq_cst);  // stopping_ before pending_: see submit()
   wait_until_done(pending_);
 }
@@ -239,7 +324,14 @@ subpool::subpool(pool& parent, std::size_t max_concurrency, subpool_options opti
 subpool::subpool(subpool& parent, std::size_t max_concurrency, subpool_options options)
     : core_(std::make_unique<detail::subpool_core>(parent.core_->root(), parent.core_.get(), max_concurrency, options)) {}
 
-subpool::~subpool() { core_->stop_and_wait(); }
+subpool::~subpool() {
+  // From one of our own tasks we cannot wait for that task (see subpool.hpp).
+  if (core_->runs_on_this_thread()) {
+    core_.release()->orphan();
+    return;
+  }
+  core_->stop_and_wait();
+}
 
 detail::submit_status subpool::submit_node(detail::task_node* node, bool may_block) { return core_->submit(node, may_block); }
 void subpool::stop() { core_->stop(); }

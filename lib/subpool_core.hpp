@@ -17,8 +17,12 @@
 // dropped at submission, started / succeeded / failed / cancelled by pool_core::execute, which
 // calls the hooks below through the node's `sub` pointer.
 //
-// Lifetime: `pending_` counts accepted unfinished tasks and existing runner jobs; the destructor
-// waits for it to reach zero, and the finish of either is its last touch of the subpool.
+// Lifetime: `pending_` counts accepted unfinished tasks, existing runner jobs and submitters
+// still between publishing a task and their last touch; the destructor waits for it to reach
+// zero, and the finish of any of them is its last touch of the subpool. A subpool destroyed from
+// one of its own tasks cannot wait for that task: it is *orphaned* instead (stopped, and freed
+// by whichever finish brings pending_ to zero; the calling task's own unit keeps it above zero
+// until after the destructor returned).
 
 #include <atomic>   // for std::atomic
 #include <cstddef>  // for std::size_t
@@ -34,6 +38,9 @@ namespace tidepool::detail {
 class subpool_core {
  public:
   subpool_core(pool_core& root, subpool_core* parent, std::size_t max_concurrency, subpool_options options);
+  ~subpool_core();
+  subpool_core(const subpool_core&) = delete;
+  subpool_core& operator=(const subpool_core&) = delete;
 
   submit_status submit(task_node* node, bool may_block);
   void stop() noexcept;
@@ -49,7 +56,16 @@ class subpool_core {
   void on_started() noexcept;
   void on_finished(bool failed) noexcept;
   void on_cancelled() noexcept;
-  void task_done() noexcept { pending_.finish(); }  // the very last touch
+  void task_done() noexcept { finish_pending(); }  // the very last touch
+
+  // True when the calling thread runs a task of this subpool (or of a subpool nested in it),
+  // possibly further down its stack below a helping wait.
+  [[nodiscard]] bool runs_on_this_thread() const noexcept;
+  // For the destructor called from one of our own tasks: stop, and leave the freeing to the
+  // last finisher. The caller must not touch the core afterwards.
+  void orphan() noexcept;
+  // Called by pool_core::stop and by any subpool's stop(): wakes threads blocked on our capacity.
+  void wake_blocked_submitters() noexcept;
 
   // A child subpool's runner job, entering this subpool's queue (not counted as a task).
   void enqueue_runner(task_node* runner) noexcept;
@@ -72,6 +88,7 @@ class subpool_core {
   void count_dropped() noexcept;
   void start_runner_if_possible() noexcept;
   void send_runner() noexcept;
+  void finish_pending() noexcept;  // a last touch: may free an orphaned core
 
   pool_core& root_;
   subpool_core* const parent_;

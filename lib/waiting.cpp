@@ -157,6 +157,8 @@ void pool_core::notify_drain() noexcept {
 
 void pool_core::stop_and_wait() {
   stop();
+  // In a child process after fork() no worker exists to finish anything: nothing to wait for.
+  if (forked_away()) return;
   // Pairs with the fence in park(): either the last worker to go idle sees stopping_ and
   // notifies us, or we see its final counts below.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -177,6 +179,13 @@ void pool_core::stop_and_wait() {
 
 void pool_core::shutdown() {
   stop_and_wait();
+  if (forked_away()) {
+    // The workers (and any thread that was inside submit()) exist only in the parent; the locks
+    // they might have held stay held here. Touch neither: forget the threads, leave the rest.
+    // The core is never freed here (the workers' references to it are never released).
+    for (auto& w : workers_) w->thread.forget();
+    return;
+  }
   // Submitters that are still finishing their call (or being refused) must be out before the
   // core may be destroyed. Their remaining work is a few hundred nanoseconds.
   while (external_.anyone_inside()) std::this_thread::yield();
@@ -186,7 +195,7 @@ void pool_core::shutdown() {
     std::lock_guard lock(resize_mutex_);
     shutdown_.store(true, std::memory_order_seq_cst);
   }
-  wake_all_for_shutdown();
+  wake_all_sleepers();
   worker* self = worker_of_this_thread();
   for (auto& w : workers_) {
     if (w.get() == self) {

@@ -53,6 +53,11 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
     } else {
       t = core->search(*w);
     }
+    // Asked to retire while we were looking: whatever we found goes to the workers that stay, so
+    // that nothing submitted after resize() returned runs here. acquire, and enough: resize()
+    // set `retiring` before it returned, and the task reached us (queue, or a deque through
+    // the global queue) by release/acquire pairs that began after that.
+    if (t != nullptr && w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w, t)) return;
     if (t != nullptr) {
       core->execute(*w, t, /*holds_slot=*/true);
       continue;
@@ -64,13 +69,17 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
   // released here, on the way out, after this thread has stopped using it.
 }
 
-bool pool_core::retire(worker& w) noexcept {
+bool pool_core::retire(worker& w, task_node* found) noexcept {
   worker_state expected = worker_state::retiring;
   // A grow may have taken the retirement back: whoever moves the state first decides.
   if (!w.state.compare_exchange_strong(expected, worker_state::leaving, std::memory_order_acq_rel)) return false;
   stop_searching(w);
   // Hand our queued tasks to the others (an out-of-memory enqueue here ends the process: the
   // tasks could not be given to anyone else).
+  if (found != nullptr) {
+    global_.enqueue(found);
+    w.counters.overflow_pushes.add();
+  }
   // The inbox's tasks go to the back of the global queue: a shrink is the one time submitted
   // tasks may start behind later ones.
   while (task_node* t = take_inbox(w)) {

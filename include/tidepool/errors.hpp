@@ -21,6 +21,13 @@ struct queue_full : error {
   queue_full() : error("tidepool: the pool's queue is full") {}
 };
 
+// The pool was created before this process was forked from its parent: its workers do not exist
+// in this (child) process, so it refuses every submission (counted as dropped). Create a new pool
+// in the child; tidepool::default_pool() does so by itself.
+struct used_after_fork : error {
+  used_after_fork() : error("tidepool: pool used in a child process after fork()") {}
+};
+
 // The task was accepted but skipped before it started (its group failed or was stopped, or the
 // pool's stop token was triggered). It is counted as cancelled.
 struct task_cancelled : error {

@@ -41,6 +41,13 @@
 // observable by anyone, and no structure of the pool refers to a finished task (but for the one
 // case task.hpp describes: an empty node left in a queue slot by a deeply nested waiter).
 // A callable, its captures and its result must have noexcept destructors (checked at compile time).
+//
+// fork(): a pool's workers exist only in the process that created them. In a child process, a
+// pool created before the fork refuses every submission with tidepool::used_after_fork
+// (try_submit returns no task; counted `dropped`), stop_and_wait() and the destructor return at
+// once without running anything, and resize() throws used_after_fork. Tasks accepted before the
+// fork are the parent's: their handles never complete in the child. default_pool() in a child
+// is a new pool.
 
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX, std::uint32_t
@@ -86,6 +93,11 @@ struct pool_options {
   // metrics' histograms (1: every task; 0: none). Timing a task reads the clock three times
   // (≈ 30 ns each here); at 1 in 64 that is under 2 ns per task on average.
   std::uint32_t latency_sample_every = default_latency_sample_every;
+  // Each worker thread's stack, in bytes. 0 → the system's default (on Linux the stack limit,
+  // usually 8 MiB). Raise it for tasks with large locals or results: a task's result is built on
+  // the worker's stack before it is moved into the task, so returning a 16 MiB object needs more
+  // than 16 MiB. Below PTHREAD_STACK_MIN (16 KiB here) → std::invalid_argument.
+  std::size_t stack_size = 0;
 };
 
 class task_group;
@@ -124,8 +136,12 @@ class pool : public detail::submitter<pool> {
 
   // Changes the number of workers (1 to 1024). Growing starts workers at once. Shrinking never
   // interrupts a task: surplus workers finish the task they run, hand their queued tasks to the
-  // others and exit the next time they look for work. Metrics stay exact. With a bounded queue
-  // the limit follows: at most workers + queue_capacity unfinished tasks.
+  // others and exit the next time they look for work; no task submitted after resize() returned
+  // runs on them. Metrics stay exact. With a bounded queue the limit follows: at most workers +
+  // queue_capacity unfinished tasks.
+  // Throws pool_stopped once the pool is stopped (stop(), stop_and_wait(), its stop token), and
+  // std::invalid_argument for 0 or more than 1024. If a thread cannot be created
+  // (std::system_error), the workers started before it keep running and workers() counts them.
   void resize(std::size_t workers);
 
  private:

@@ -15,6 +15,11 @@
 // * queue_capacity / non_blocking as for a pool, inherited from the parent unless given. A
 //   worker never blocks on a full subpool: a task that submits to one gets queue_full.
 // * The destructor is stop_and_wait(). A subpool must not outlive its parent.
+// * Destroyed from one of its own tasks (or from a task of a subpool nested in it, or from a task
+//   run by a helping wait inside one of those), the destructor cannot wait for the calling task:
+//   it stops the subpool and returns at once. Every task it accepted still runs (none is lost or
+//   cancelled), and its internals are freed by the last of them to finish. Do not submit to it
+//   afterwards, and (as for the pool) destroy its parent only after its tasks are done.
 
 #include <cstddef>      // for std::size_t
 #include <memory>       // for std::unique_ptr

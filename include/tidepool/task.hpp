@@ -25,6 +25,7 @@
 #include <type_traits>  // for std::is_void_v, std::is_reference_v
 #include <utility>    // for std::exchange, std::move
 
+#include "tidepool/detail/saturating_duration.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/errors.hpp"
 
@@ -75,7 +76,7 @@ class task {
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     check_valid();
-    return detail::wait_for_task_for(node_, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return detail::wait_for_task_for(node_, detail::saturating_nanoseconds(timeout));
   }
 
   // Waits, then returns the value or rethrows. Consumes the handle: valid() is false afterwards.

@@ -18,7 +18,9 @@
 //     helps (runs other tasks) instead of blocking, so nested groups never deadlock.
 //   * Submitting through a group to a stopped pool throws pool_stopped, as pool::submit does.
 //   * The destructor waits for the group's tasks (without rethrowing): tasks may refer to the
-//     group's frame.
+//     group's frame. So it must not run inside one of the group's own tasks (a capture owning
+//     the group included): it would wait for that task forever. (Unlike pool and subpool, whose
+//     state outlives them, a group's state lives in the group object itself.)
 //   * A go() task's exception is the group's failure: wait() rethrows it; it does not reach the
 //     pool's on_unhandled_exception.
 //   * Start order. From a thread outside the pool, the group's tasks go to the pool's FIFO queue

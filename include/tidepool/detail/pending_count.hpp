@@ -21,12 +21,23 @@ class pending_count {
   // work" and then waits can use it in a store→load argument (subpool submit vs stop_and_wait).
   void add() noexcept { word_.fetch_add(unit, std::memory_order_seq_cst); }
 
-  // The finisher's last touch of the owner.
-  void finish() noexcept {
-    // acq_rel: everything the work did happens-before the acquire load that sees zero.
+  // The finisher's last touch of the owner. Returns true only if the owner was abandoned and this
+  // finish brought the count to zero: the caller then frees the owner (nobody else will).
+  bool finish() noexcept {
+    // acq_rel: everything the work did happens-before the acquire load that sees zero, and, for
+    // an abandoned owner, before the free by the finisher that brings it there.
     const std::uint32_t before = word_.fetch_sub(unit, std::memory_order_acq_rel);
-    if (before / unit == 1 && (before & waiter_bit) != 0) futex_wake_all(word_);
+    const bool last = before / unit == 1;
+    if (last && (before & waiter_bit) != 0) futex_wake_all(word_);
+    return last && (before & abandoned_bit) != 0;
   }
+
+  // For an owner that cannot wait (destroyed from inside its own work): from now on the finish
+  // that brings the count to zero returns true, and its caller frees the owner. The caller must
+  // itself hold a unit, so that this finish is still to come. The flag travels in the same word
+  // as the count, so the last finisher learns it from its own read-modify-write, without reading
+  // the owner afterwards (which a waiting owner may already have freed).
+  void abandon() noexcept { word_.fetch_or(abandoned_bit, std::memory_order_relaxed); }
 
   [[nodiscard]] bool done() const noexcept { return word_.load(std::memory_order_acquire) < unit; }
 
@@ -52,7 +63,8 @@ class pending_count {
 
  private:
   static constexpr std::uint32_t waiter_bit = 1;
-  static constexpr std::uint32_t unit = 2;  // one piece of work, in the word's upper 31 bits
+  static constexpr std::uint32_t abandoned_bit = 2;
+  static constexpr std::uint32_t unit = 4;  // one piece of work, in the word's upper 30 bits
 
   std::atomic<std::uint32_t> word_{0};
 };

@@ -13,8 +13,8 @@
 
 namespace tidepool::detail {
 
-enum class submit_status { accepted, stopped, full };
-void throw_if_refused(submit_status status);  // pool_stopped or queue_full (lib/pool.cpp)
+enum class submit_status { accepted, stopped, full, forked };
+void throw_if_refused(submit_status status);  // pool_stopped, queue_full or used_after_fork (lib/pool.cpp)
 
 template <class F>
 using task_result_t = std::invoke_result_t<std::decay_t<F>>;

@@ -1,0 +1,168 @@
+// Lifecycle races whose real trigger is rare, made certain with the library's fault-injection
+// points (lib/test_hooks.hpp; built only with -Dtest_hooks=true, which tools/test sets).
+
+#include <gtest/gtest.h>
+#include <dirent.h>  // for opendir, readdir, closedir
+
+#include <atomic>        // for std::atomic
+#include <cerrno>        // for EAGAIN
+#include <chrono>        // for std::chrono
+#include <fstream>       // for std::ifstream
+#include <latch>         // for std::latch
+#include <memory>        // for std::make_shared, std::make_unique
+#include <string>        // for std::string
+#include <system_error>  // for std::system_error
+#include <thread>        // for std::thread
+
+#include "finishes_within.hpp"
+#include "pool_options_for_tests.hpp"
+#include "test_hooks.hpp"
+#include "tidepool/tidepool.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tidepool::pool;
+using tidepool::testing::finishes_within;
+using tidepool::testing::with_workers;
+namespace hooks = tidepool::detail::test_hooks;
+
+// Installs a hook for the scope of a test.
+struct installed_hook {
+  explicit installed_hook(hooks::hook h) { hooks::installed.store(h); }
+  ~installed_hook() { hooks::installed.store(nullptr); }
+};
+
+// A hook acts only on the thread a test armed, at one point.
+thread_local bool armed = false;
+std::latch* reached = nullptr;      // counted down when the armed thread reaches the point
+std::latch* may_go_on = nullptr;    // the armed thread waits for it there
+std::chrono::milliseconds pause{0};  // or sleeps this long there
+
+void pause_armed_thread() {
+  if (!armed) return;
+  armed = false;
+  reached->count_down();
+  if (may_go_on != nullptr) may_go_on->wait();
+  std::this_thread::sleep_for(pause);
+}
+
+void pause_after_external_accept(hooks::point p) {
+  if (p == hooks::point::after_external_accept) pause_armed_thread();
+}
+
+void pause_after_subpool_enqueue(hooks::point p) {
+  if (p == hooks::point::after_subpool_enqueue) pause_armed_thread();
+}
+
+std::atomic<int> thread_starts_left{0};
+void fail_thread_starts_when_none_left(hooks::point p) {
+  if (p == hooks::point::before_worker_thread_start && thread_starts_left.fetch_sub(1) <= 0) {
+    throw std::system_error(EAGAIN, std::generic_category(), "injected: no more threads");
+  }
+}
+
+// Threads of this process whose name starts with `prefix` (worker threads are "<name>-<index>").
+int threads_named(const std::string& prefix) {
+  int n = 0;
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return -1;
+  while (const dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name.rfind(prefix, 0) == 0) ++n;
+  }
+  closedir(tasks);
+  return n;
+}
+
+bool eventually_threads_named(const std::string& prefix, int expected) {
+  for (int i = 0; i < 5000; ++i) {
+    if (threads_named(prefix) == expected) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+TEST(LifecycleHooks, AGrowThatCannotStartEveryThreadCountsTheWorkersThatDidStart) {
+  tidepool::pool_options o = with_workers(1);
+  o.name = "grows";
+  pool p(o);
+  {
+    installed_hook hook(&fail_thread_starts_when_none_left);
+    thread_starts_left.store(1);
+    EXPECT_THROW(p.resize(3), std::system_error);
+  }
+  EXPECT_EQ(p.workers(), 2U);
+  EXPECT_TRUE(eventually_threads_named("grows-", 2));
+  p.resize(1);
+  EXPECT_EQ(p.workers(), 1U);
+  EXPECT_TRUE(eventually_threads_named("grows-", 1)) << "the shrink retired nobody";
+  p.resize(3);
+  EXPECT_EQ(p.workers(), 3U);
+  std::latch all_three(3);
+  std::vector<tidepool::task<void>> tasks;
+  for (int i = 0; i < 3; ++i) tasks.push_back(p.submit([&] { all_three.arrive_and_wait(); }));
+  for (auto& t : tasks) t.get();
+}
+
+TEST(LifecycleHooks, ASubmissionTakenBackAfterARacingStopMayOwnTheLastReferenceToThePool) {
+  EXPECT_TRUE(finishes_within(20s, [] {
+    installed_hook hook(&pause_after_external_accept);
+    std::latch in_window(1);
+    std::latch stopped(1);
+    reached = &in_window;
+    may_go_on = &stopped;
+    pause = 0ms;
+    auto owner = std::make_shared<pool>(with_workers(1));
+    pool& p = *owner;
+    std::atomic<bool> refused{false};
+    std::thread submitter([&p, &refused, mine = owner]() mutable {
+      armed = true;
+      try {
+        p.go([keep = std::move(mine)] {});
+      } catch (const tidepool::pool_stopped&) {
+        refused.store(true);
+      }
+    });
+    in_window.wait();  // counted as accepted, stop not yet re-checked
+    owner->stop();
+    owner.reset();  // the task's capture is the pool's last owner now
+    stopped.count_down();
+    submitter.join();
+    EXPECT_TRUE(refused.load());
+  }));
+}
+
+TEST(LifecycleHooks, ASubpoolIsNotDestroyedUnderASubmitterStillInsideAfterItsTaskRan) {
+  installed_hook hook(&pause_after_subpool_enqueue);
+  std::latch in_window(1);
+  reached = &in_window;
+  may_go_on = nullptr;
+  pause = 300ms;
+  pool p(with_workers(2));
+  auto sub = std::make_unique<tidepool::subpool>(p, 1);
+  std::latch first_running(1);
+  std::latch release_first(1);
+  sub->go([&] {
+    first_running.count_down();
+    release_first.wait();
+  });
+  first_running.wait();
+  std::atomic<bool> second_ran{false};
+  std::atomic<bool> submit_returned{false};
+  std::thread submitter([&] {
+    armed = true;
+    sub->go([&] { second_ran.store(true); });
+    submit_returned.store(true);
+  });
+  in_window.wait();          // the second task is in the subpool's queue; its submitter is paused
+  release_first.count_down();  // the runner moves on to the second task
+  while (!second_ran.load()) std::this_thread::sleep_for(1ms);
+  sub.reset();  // must wait for the submitter's last touch (ASan: heap-use-after-free otherwise)
+  EXPECT_TRUE(submit_returned.load()) << "the subpool was destroyed while its submitter was inside";
+  submitter.join();
+}
+
+}  // namespace
