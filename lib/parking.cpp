@@ -1,7 +1,7 @@
 // What an idle worker does, and who wakes it.
 //
 // A worker that finds no task becomes a *searcher*: it keeps looking for a bounded time that
-// adapts to how soon work has been arriving (see search_budget_ns), because work often arrives
+// adapts to how soon work has been arriving (see adaptive_search_ns), because work often arrives
 // within microseconds. Then it parks: it sleeps on a futex word of its own until another thread
 // wakes it. At most half the workers (at least two) search at once, so an idle pool does not
 // have every core spinning (the rule of Go's and Tokio's schedulers; this file follows Tokio's
@@ -45,8 +45,10 @@ namespace {
 // max_search; otherwise — the pool has been idle, or work arrives too rarely for spinning to
 // catch it — for min_search only. So at a steady trickle of tasks (a server at half load) an
 // idle worker is usually still looking when the next task arrives and starts it within a
-// microsecond instead of a futex wake-up (5–50 µs on a virtual machine); after a burst, whose
-// tasks left no idle gaps, and in an idle pool, a worker parks after min_search. Tuned guesses,
+// microsecond instead of a futex wake-up (5–50 µs on a virtual machine); after a burst (more than
+// burst_tasks tasks without running out of work: its end says nothing about when the next task
+// comes, whatever the gaps before it) and in an idle pool, a worker parks after min_search.
+// Tuned guesses,
 // measured in perf/ (bench_server latency and idle): min_search bounds the CPU an idle pool uses
 // after a burst (≤ workers × 8 µs), max_search what a half-loaded one burns.
 //
@@ -57,8 +59,9 @@ constexpr std::uint64_t min_search_ns = 8'000;
 constexpr std::uint64_t max_search_ns = 200'000;
 static_assert(worker::longest_counted_idle_gap_ns > max_search_ns, "a long gap must mean: search briefly");
 constexpr int pauses_per_round = 16;
+constexpr std::uint32_t burst_tasks = 16;
 
-std::uint64_t search_budget_ns(const worker& w) noexcept {
+std::uint64_t adaptive_search_ns(const worker& w) noexcept {
   const std::uint64_t gap = w.recent_idle_gap_ns;
   if (gap > max_search_ns) return min_search_ns;
   return std::clamp<std::uint64_t>(2 * gap, min_search_ns, max_search_ns);
@@ -108,9 +111,13 @@ void pool_core::stop_searching(worker& w) noexcept {
 
 task_node* pool_core::search(worker& w) noexcept {
   const std::uint64_t now = steady_nanoseconds();
-  if (w.idle_since_ns == 0) w.idle_since_ns = now;
+  if (w.idle_since_ns == 0) {  // just ran out of work
+    w.idle_since_ns = now;
+    w.search_budget_ns = w.tasks_since_idle > burst_tasks ? min_search_ns : adaptive_search_ns(w);
+    w.tasks_since_idle = 0;
+  }
   if (!try_become_searching(w)) return nullptr;
-  const std::uint64_t until = now + search_budget_ns(w);
+  const std::uint64_t until = now + w.search_budget_ns;
   do {
     for (int i = 0; i < pauses_per_round; ++i) cpu_pause();
     if (task_node* t = find_task(w)) {

@@ -197,6 +197,8 @@ struct alignas(cache_line_size) worker {
   std::uint64_t idle_since_ns = 0;
   static constexpr std::uint64_t longest_counted_idle_gap_ns = 400'000;
   std::uint64_t recent_idle_gap_ns = longest_counted_idle_gap_ns;
+  std::uint64_t search_budget_ns = 0;   // for the current idle period, fixed when it begins
+  std::uint32_t tasks_since_idle = 0;   // tasks the worker loop ran since it last ran out of work
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
   std::atomic<worker_state> state{worker_state::active};
   worker_thread thread;

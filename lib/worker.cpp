@@ -59,6 +59,7 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
     // the global queue) by release/acquire pairs that began after that.
     if (t != nullptr && w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w, t)) return;
     if (t != nullptr) {
+      ++w->tasks_since_idle;  // sizes the next search (parking.cpp)
       core->execute(*w, t, /*holds_slot=*/true);
       continue;
     }
