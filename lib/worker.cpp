@@ -43,7 +43,10 @@ void name_this_thread(const std::string& base, std::size_t index) {
 worker* current_worker() noexcept { return this_thread_worker; }
 
 void worker_main(std::shared_ptr<pool_core> core, worker* w) {
-  name_this_thread(core->options_.name, w->index);
+  try {
+    name_this_thread(core->options_.name, w->index);
+  } catch (...) {  // out of memory for the name's string: a name is cosmetic, the worker is not
+  }
   this_thread_worker = w;
   for (;;) {
     if (w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w)) return;
