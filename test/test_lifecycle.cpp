@@ -323,16 +323,24 @@ int check_in_child(pool& parents, pool* parents_default) {
 
 TEST(Lifecycle, AfterForkTheChildRefusesTheParentsPoolsAndGetsAFreshDefaultPool) {
   auto* parents = new pool(with_workers(2));
-  std::latch running(1);
+  // Both of the parent's workers are inside a task and 9 more tasks are queued when it forks. They
+  // block rather than sleep: a parent thread inside malloc at the moment of fork() leaves the
+  // child's allocator locked under AddressSanitizer (its allocator has no fork handlers in g++ 12 /
+  // clang 14; glibc's malloc has), and the child's fresh pool would hang allocating. No parent
+  // thread allocates once both workers block and the default pool's workers have parked.
+  std::atomic<int> started{0};
   std::latch release(1);
-  parents->go([&] {
-    running.count_down();
-    release.wait();
-  });
-  running.wait();
-  for (int i = 0; i < 10; ++i) parents->go([] { std::this_thread::sleep_for(1ms); });
+  for (int i = 0; i < 11; ++i) {
+    parents->go([&] {
+      started.fetch_add(1);
+      started.notify_all();
+      release.wait();
+    });
+  }
+  for (int seen = started.load(); seen < 2; seen = started.load()) started.wait(seen);
   pool* parents_default = &tidepool::default_pool();
   EXPECT_EQ(tidepool::submit([] { return 1; }).get(), 1);
+  std::this_thread::sleep_for(100ms);  // a worker with nothing to do parks within 200 µs
 
   const pid_t child = fork();
   ASSERT_NE(child, -1);
