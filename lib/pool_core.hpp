@@ -38,6 +38,7 @@
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/chase_lev_deque.hpp"
 #include "tidepool/detail/task_node.hpp"
+#include "tidepool/detail/task_owner.hpp"
 #include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
 #include "global_queue.hpp"
@@ -133,6 +134,7 @@ class external_submissions {
 };
 
 class pool_core;
+class subpool_core;
 
 // A worker's life across resize(): active → retiring (asked to leave) → leaving (its thread
 // hands its deque over and exits) → exited; a grow may turn retiring back into active, or
@@ -342,6 +344,14 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void publish_worker_count(std::size_t active) noexcept;
   // `found`: a task this worker took after it was asked to retire, handed to the others.
   [[nodiscard]] bool retire(worker& w, task_node* found = nullptr) noexcept;
+
+  // The owner of every task submitted straight to this pool (task_owner.hpp): it only marks them
+  // as direct; run_task tells it nothing.
+  class direct_task_owner final : public task_owner {
+   public:
+    using task_owner::task_owner;
+  };
+  direct_task_owner direct_tasks_{this, /*stays_local=*/false};
 
   // Shared counters: only external submissions and refusals write them.
   external_submissions external_;

@@ -124,7 +124,7 @@ submit_status pool_core::submit_external(external_submissions::shard& mine, task
     return submit_status::stopped;
   }
   sample_submit_time(node);  // accepted: its queue wait starts now
-  node->pool = this;
+  if (node->owner == nullptr) node->owner = &direct_tasks_;  // a group's task keeps its group
   try {
     schedule(nullptr, node);
   } catch (...) {  // only std::bad_alloc, for a new queue segment
@@ -148,7 +148,7 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
   // and it reads our count after the task's own finish: no fence needed against stop().
   self.counters.submitted.add();
   sample_submit_time(node);  // accepted: its queue wait starts now
-  node->pool = this;
+  if (node->owner == nullptr) node->owner = &direct_tasks_;  // a group's task keeps its group
   if (admitted == admission::run_inline) {
     self.counters.inline_runs.add();
     execute(self, node, /*holds_slot=*/false);
@@ -221,7 +221,7 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 //     behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
   const bool runner = node->kind == task_kind::subpool_runner;
-  if (self != nullptr && (node->group != nullptr || runner)) {
+  if (self != nullptr && (runner || (node->owner != nullptr && node->owner->stays_local()))) {
     if (!self->deque.push(node)) {
       if (!runner) self->counters.inline_runs.add();
       execute(*self, node, /*holds_slot=*/true);

@@ -44,7 +44,8 @@ thread_local const running_record* innermost_running = nullptr;
 }  // namespace
 
 subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t max_concurrency, subpool_options options)
-    : root_(root),
+    : task_owner(/*direct_pool=*/nullptr, /*stays_local=*/false),
+      root_(root),
       parent_(parent),
       max_concurrency_(resolve_limit(max_concurrency, parent != nullptr ? parent->max_concurrency() : root.worker_count())),
       queue_capacity_(options.queue_capacity.value_or(parent != nullptr ? parent->queue_capacity() : root.options().queue_capacity)),
@@ -180,7 +181,7 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
     return submit_status::stopped;
   }
   for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_add(1, std::memory_order_release);
-  node->sub = this;
+  if (node->owner == nullptr) node->owner = this;  // a group's task reports to the group, which tells us
   // Two units: the task's, and our own. Once the task is in the queue a runner may run and
   // finish it at once, and the owner may then destroy the subpool, while we still touch it
   // (the queue's hazard release, runners_); our unit keeps the destructor waiting until our
@@ -240,7 +241,6 @@ void subpool_core::send_runner() noexcept {
 
 void subpool_core::enqueue_runner(task_node* job) noexcept {
   pending_.add();  // held while the child's runner job waits in our queue or runs
-  job->sub = nullptr;
   queue_.enqueue(job);
   start_runner_if_possible();
 }
@@ -269,18 +269,20 @@ void subpool_core::run_one() noexcept {
   finish_pending();  // this runner job's unit: our last touch
 }
 
-void subpool_core::on_started() noexcept {
+void subpool_core::task_started() noexcept {
   for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.started.fetch_add(1, std::memory_order_release);
 }
 
-void subpool_core::on_finished(bool failed) noexcept {
+bool subpool_core::task_ended(const std::exception_ptr* error) noexcept {
+  const bool failed = error != nullptr;
   for (subpool_core* s = this; s != nullptr; s = s->parent_) {
     (failed ? s->counters_.failed : s->counters_.succeeded).fetch_add(1, std::memory_order_release);
   }
   release_slot();
+  return false;  // a go() task's exception goes on to the pool's handler
 }
 
-void subpool_core::on_cancelled() noexcept {
+void subpool_core::task_skipped() noexcept {
   for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.cancelled.fetch_add(1, std::memory_order_release);
   release_slot();
 }
@@ -332,6 +334,8 @@ subpool::~subpool() {
   }
   core_->stop_and_wait();
 }
+
+detail::task_owner& detail::subpool_access::owner(subpool& s) noexcept { return *s.core_; }
 
 detail::submit_status subpool::submit_node(detail::task_node* node, bool may_block) { return core_->submit(node, may_block); }
 void subpool::stop() { core_->stop(); }

@@ -15,7 +15,8 @@
 //
 // Counting: a task counts in its subpool, every ancestor subpool and the pool: submitted and
 // dropped at submission, started / succeeded / failed / cancelled by pool_core::execute, which
-// calls the hooks below through the node's `sub` pointer.
+// calls the task_owner hooks below through the node's `owner` (directly, or through the task_group
+// the task belongs to).
 //
 // Lifetime: `pending_` counts accepted unfinished tasks, existing runner jobs and submitters
 // still between publishing a task and their last touch; the destructor waits for it to reach
@@ -31,11 +32,12 @@
 #include "pool_core.hpp"
 #include "tidepool/detail/pending_count.hpp"
 #include "tidepool/detail/segmented_queue.hpp"
+#include "tidepool/detail/task_owner.hpp"
 #include "tidepool/subpool.hpp"
 
 namespace tidepool::detail {
 
-class subpool_core {
+class subpool_core final : public task_owner {
  public:
   subpool_core(pool_core& root, subpool_core* parent, std::size_t max_concurrency, subpool_options options);
   ~subpool_core();
@@ -52,11 +54,12 @@ class subpool_core {
   [[nodiscard]] bool non_blocking() const noexcept { return non_blocking_; }
   [[nodiscard]] pool_core& root() noexcept { return root_; }
 
-  // Hooks for pool_core::execute, on the subpool the task was submitted to.
-  void on_started() noexcept;
-  void on_finished(bool failed) noexcept;
-  void on_cancelled() noexcept;
-  void task_done() noexcept { finish_pending(); }  // the very last touch
+  // task_owner: what pool_core::execute tells the subpool a task was submitted to. Not direct:
+  // a waiter must not run a subpool's task itself (it would bypass the limit).
+  void task_started() noexcept override;
+  bool task_ended(const std::exception_ptr* error) noexcept override;
+  void task_skipped() noexcept override;
+  void task_released() noexcept override { finish_pending(); }  // the very last touch
 
   // True when the calling thread runs a task of this subpool (or of a subpool nested in it),
   // possibly further down its stack below a helping wait.

@@ -8,9 +8,7 @@
 #include <string>     // for std::string
 
 #include "pool_core.hpp"
-#include "subpool_core.hpp"
 #include "tidepool/detail/futex.hpp"
-#include "tidepool/detail/task_group_state.hpp"
 
 namespace tidepool::detail {
 namespace {
@@ -249,20 +247,13 @@ void publish(task_node* node, std::uint32_t outcome) noexcept {
   if ((before & waiter_bit) != 0) futex_wake_all(node->state);
 }
 
-// The last touches of a finished task: its group and its subpool may be destroyed by their
-// owners as soon as these return. The group first: a group never outlives its pool or subpool.
-void finish_owners(task_group_state* group, subpool_core* sub) noexcept {
-  if (group != nullptr) group->task_finished();
-  if (sub != nullptr) sub->task_done();
-}
-
 }  // namespace
 
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
   if (node->kind == task_kind::fork_join_job) {
     // Not a submitted task: not counted, holds no slot, owned by the spawner's stack frame.
     node->ops(node, task_op::run);
-    publish(node, node->error != nullptr ? outcome_failed : outcome_succeeded);
+    publish(node, node->has_error() ? outcome_failed : outcome_succeeded);
     return;
   }
   if (node->kind == task_kind::subpool_runner) {
@@ -282,7 +273,10 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
 bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
   // Only a task of this very pool (counted here, holding a slot here), and not a subpool's: that
   // would bypass the subpool's concurrency limit.
-  if (node->kind != task_kind::with_handle || node->pool != this || !node->try_claim()) return false;
+  if (node->kind != task_kind::with_handle || node->owner == nullptr || node->owner->direct_pool() != this ||
+      !node->try_claim()) {
+    return false;
+  }
   // A reference for run_task to drop; the queue that still holds the node keeps its own, and
   // drops it when it hands the node out and finds it claimed. Our caller's handle keeps the
   // count above zero meanwhile.
@@ -292,45 +286,44 @@ bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
 }
 
 void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
-  task_group_state* const group = node->group;
-  subpool_core* const sub = node->sub;
-  if (cancelling_.load(std::memory_order_relaxed) || (group != nullptr && group->cancelled())) {
+  // A task submitted straight to this pool has nobody else to tell: no virtual calls for it.
+  task_owner* const owner = node->owner == &direct_tasks_ ? nullptr : node->owner;
+  if (cancelling_.load(std::memory_order_relaxed) || (owner != nullptr && owner->skips_unstarted())) {
     // Skipped: the pool's stop token fired, or its group failed or was stopped, before it started.
     node->ops(node, task_op::cancel);
     w.counters.cancelled.add();
-    if (sub != nullptr) sub->on_cancelled();
+    if (owner != nullptr) owner->task_skipped();
     if (holds_slot) release_slot();
     if (node->kind == task_kind::with_handle) publish(node, outcome_cancelled);
     release_task_node(node);
-    finish_owners(group, sub);
+    if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
     return;
   }
 
   w.counters.started.add();
-  if (sub != nullptr) sub->on_started();
+  if (owner != nullptr) owner->task_started();
   const std::uint64_t submitted_at = node->submit_time();
   std::uint64_t started_at = 0;
   if (submitted_at != 0) {
     started_at = steady_nanoseconds();
-    w.queue_wait.record((started_at - submitted_at) & task_node::submit_time_mask);
+    w.queue_wait.record(started_at - submitted_at);
   }
   node->ops(node, task_op::run);  // destroys the callable and its captures, whatever happens
   if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);
 
-  const bool failed = node->error != nullptr;
-  if (failed && group != nullptr) {
-    group->record_failure(node->error);  // the first one cancels the group
-  } else if (failed && node->kind == task_kind::fire_and_forget) {
-    report_unhandled(node->error);
+  const bool failed = node->has_error();
+  const bool error_taken = owner != nullptr && owner->task_ended(failed ? &node->error() : nullptr);
+  if (failed && node->kind == task_kind::fire_and_forget) {
+    // Nobody holds a handle to it: its group keeps it (error_taken) or the pool's handler gets it.
+    std::exception_ptr error = node->take_error();
+    if (!error_taken) report_unhandled(std::move(error));
   }
-  if (node->kind == task_kind::fire_and_forget) node->error = nullptr;
   // Count before publishing, so whoever observes the completion also sees it counted.
   (failed ? w.counters.failed : w.counters.succeeded).add();
-  if (sub != nullptr) sub->on_finished(failed);
   if (holds_slot) release_slot();
   if (node->kind == task_kind::with_handle) publish(node, failed ? outcome_failed : outcome_succeeded);
   release_task_node(node);
-  finish_owners(group, sub);
+  if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
 }
 
 }  // namespace tidepool::detail

@@ -55,12 +55,15 @@ class fork_join_job {
     node_.kind = task_kind::fork_join_job;
     construct_stored<F*>(&node_, &f);
   }
+  ~fork_join_job() {
+    if (node_.has_error()) static_cast<void>(node_.take_error());  // the caller rethrew another one
+  }
   fork_join_job(const fork_join_job&) = delete;
   fork_join_job& operator=(const fork_join_job&) = delete;
 
   [[nodiscard]] task_node* node() noexcept { return &node_; }
   void run_here() noexcept { job_ops(&node_, task_op::run); }
-  [[nodiscard]] std::exception_ptr& error() noexcept { return node_.error; }
+  [[nodiscard]] std::exception_ptr error() noexcept { return node_.has_error() ? node_.take_error() : nullptr; }
 
  private:
   static void job_ops(task_node* n, task_op op) noexcept {
@@ -68,10 +71,10 @@ class fork_join_job {
     try {
       std::invoke(*stored<F*>(n));
     } catch (...) {
-      n->error = std::current_exception();
+      n->store_error(std::current_exception());
     }
   }
-  task_node node_;
+  task_node_storage<node_bytes(node_size::tiny)> node_;  // flags 0: tiny
 };
 
 }  // namespace detail
@@ -101,7 +104,7 @@ void parallel_invoke(pool& p, F1&& first, F2&& second) {
     detail::wait_for_task(job.node());  // stolen: help until the thief is done with it
   }
   if (first_error) std::rethrow_exception(first_error);
-  if (job.error()) std::rethrow_exception(job.error());
+  if (std::exception_ptr error = job.error()) std::rethrow_exception(error);
 }
 
 template <class F1, class F2, class F3, class... Fs>

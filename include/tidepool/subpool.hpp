@@ -39,6 +39,8 @@ struct subpool_options {
 
 namespace detail {
 class subpool_core;
+class task_owner;
+struct subpool_access;
 }
 
 // submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp).
@@ -62,9 +64,17 @@ class subpool : public detail::submitter<subpool> {
  private:
   friend class detail::submitter<subpool>;
   friend class task_group;
+  friend struct detail::subpool_access;
   detail::submit_status submit_node(detail::task_node* node, bool may_block);
 
   std::unique_ptr<detail::subpool_core> core_;
 };
+
+namespace detail {
+// For task_group: what a subpool's tasks report to (its core, which is private to lib/).
+struct subpool_access {
+  static task_owner& owner(subpool& s) noexcept;
+};
+}  // namespace detail
 
 }  // namespace tidepool

@@ -91,7 +91,7 @@ class task {
       case detail::outcome_failed:
         // Take the exception out of the node first: the node may be released last by the worker,
         // and the exception's last owner should be the thread that handles it.
-        std::rethrow_exception(std::exchange(n->error, nullptr));
+        std::rethrow_exception(n->take_error());
       case detail::outcome_cancelled:
         throw task_cancelled();
       default:

@@ -60,8 +60,10 @@ auto bind_stop_token(F&& f, task_group_state& group) {
 
 class task_group {
  public:
-  explicit task_group(pool& p) noexcept : submit_(&submit_to<pool>), executor_(&p) {}
-  explicit task_group(subpool& s) noexcept : submit_(&submit_to<subpool>), executor_(&s) {}
+  explicit task_group(pool& p) noexcept
+      : submit_(&submit_to<pool>), executor_(&p), state_(&detail::pool_access::core(p), nullptr) {}
+  explicit task_group(subpool& s) noexcept
+      : submit_(&submit_to<subpool>), executor_(&s), state_(nullptr, &detail::subpool_access::owner(s)) {}
   ~task_group() { detail::wait_until_done(state_.pending()); }
 
   task_group(const task_group&) = delete;
@@ -100,7 +102,7 @@ class task_group {
   }
 
   void add(detail::task_node* n) {
-    n->group = &state_;
+    n->owner = &state_;
     state_.task_added();
     detail::submit_status status;
     try {

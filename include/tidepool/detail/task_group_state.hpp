@@ -9,11 +9,38 @@
 #include <stop_token>  // for std::stop_source, std::stop_token
 
 #include "tidepool/detail/pending_count.hpp"
+#include "tidepool/detail/task_owner.hpp"
 
 namespace tidepool::detail {
 
-class task_group_state {
+// The owner of the group's tasks (task_owner.hpp): skips them once the group is cancelled, keeps
+// the first failure, and passes what happens on to the subpool the group submits to, if any.
+class task_group_state final : public task_owner {
  public:
+  // `direct_pool`: the pool the group submits to straight; `next`: the subpool it submits to.
+  task_group_state(pool_core* direct_pool, task_owner* next) noexcept : task_owner(direct_pool, /*stays_local=*/true), next_(next) {}
+  ~task_group_state() = default;
+  task_group_state(const task_group_state&) = delete;
+  task_group_state& operator=(const task_group_state&) = delete;
+
+  [[nodiscard]] bool skips_unstarted() const noexcept override { return cancelled(); }
+  void task_skipped() noexcept override {
+    if (next_ != nullptr) next_->task_skipped();
+  }
+  void task_started() noexcept override {
+    if (next_ != nullptr) next_->task_started();
+  }
+  bool task_ended(const std::exception_ptr* error) noexcept override {
+    if (error != nullptr) record_failure(*error);  // the first one cancels the group
+    if (next_ != nullptr) static_cast<void>(next_->task_ended(error));
+    return true;  // a go() task's exception is the group's failure, for wait() to rethrow
+  }
+  void task_released() noexcept override {
+    task_owner* const next = next_;  // the group may be gone once task_finished() returns
+    task_finished();
+    if (next != nullptr) next->task_released();  // a group never outlives its subpool
+  }
+
   // Before the task can run anywhere.
   void task_added() noexcept { pending_.add(); }
 
@@ -53,6 +80,7 @@ class task_group_state {
   [[nodiscard]] const std::exception_ptr& first_failure() const noexcept { return first_failure_; }
 
  private:
+  task_owner* const next_;
   pending_count pending_;
   std::atomic<bool> failed_{false};
   std::atomic<bool> cancelled_{false};

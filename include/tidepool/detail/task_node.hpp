@@ -13,16 +13,18 @@
 // Queues hold nodes only between submission and the start of the run, and clear their slot when
 // they hand one out.
 
+#include <algorithm>    // for std::max
 #include <atomic>       // for std::atomic
-#include <cstddef>      // for std::byte, std::size_t, offsetof
-#include <cstdint>      // for std::uint32_t, std::uint8_t
+#include <cstddef>      // for std::byte, std::size_t
+#include <cstdint>      // for std::uint16_t, std::uint32_t, std::uint64_t, std::uint8_t
+#include <cstring>      // for std::memcpy, std::memset
 #include <exception>    // for std::exception_ptr, std::current_exception
 #include <functional>   // for std::invoke
 #include <new>          // for std::launder, placement new
 #include <type_traits>  // for std::is_void_v, std::is_nothrow_destructible_v
 #include <utility>      // for std::forward, std::move
 
-#include "tidepool/detail/cache_line.hpp"
+#include "tidepool/detail/task_owner.hpp"
 
 namespace tidepool::detail {
 
@@ -56,37 +58,45 @@ inline constexpr std::uint32_t waiter_bit = 4;
 inline constexpr std::uint32_t claimed_bit = 8;
 
 struct task_node;
-class task_group_state;
-class subpool_core;
-class pool_core;
 using task_ops_fn = void (*)(task_node*, task_op) noexcept;
 
-// 128 bytes, aligned to 16, not to a cache line: a cache-line-aligned node comes from glibc's
-// memalign, which spent 265 bytes of RSS per queued task against 153 unaligned (perf/bench_memory
-// `queued`), and the aligned node measured no faster (perf/bench_server, bench_forkjoin).
+// Nodes come in three sizes, so that a queued task costs little when its callable is small (the
+// common case for go(): a lambda capturing a pointer or two fits the 48-byte node). A callable,
+// or a result, that fits none is stored on the heap, with a pointer to it in the node.
+enum class node_size : std::uint8_t { tiny = 0, small = 1, large = 2 };
+inline constexpr std::size_t node_size_count = 3;
+inline constexpr std::size_t node_bytes(node_size s) noexcept {
+  constexpr std::size_t bytes[node_size_count] = {48, 64, 128};
+  return bytes[static_cast<std::size_t>(s)];
+}
+
+// Bits of `task_node::flags`, written only by the thread that owns the node at the time (the
+// submitter, then the runner) and read after an acquire of `state` or `refs`.
+inline constexpr std::uint8_t flags_size_mask = 3;  // the node_size
+inline constexpr std::uint8_t flag_has_result = 4;  // the storage holds the result (destroy_result)
+inline constexpr std::uint8_t flag_has_error = 8;   // the storage holds an std::exception_ptr
+
+// The 24-byte header; the storage for the callable follows it (see task_node_storage). Once the
+// callable is destroyed, the same storage holds the result or the exception. The last 8 bytes of
+// the storage hold the submission time of a sampled task (0: not sampled); the callable never
+// reaches them (stored_inline), and they are read before the run, when only the callable is there.
 struct task_node {
-  static constexpr std::size_t size = 2 * cache_line_size;
-  // 8, not 16: the header is 56 bytes, and a callable that needs 16-byte alignment (rare) is
-  // simply stored on the heap.
-  static constexpr std::size_t storage_align = 8;
+  static constexpr std::size_t header_size = 24;
+  static constexpr std::size_t storage_align = 8;  // a callable needing more goes to the heap
 
   task_ops_fn ops = nullptr;
   std::atomic<std::uint32_t> state{outcome_pending};
-  std::atomic<std::uint32_t> refs{0};
-  std::exception_ptr error;
-  task_group_state* group = nullptr;  // the task_group it belongs to, if any
-  subpool_core* sub = nullptr;        // the subpool it was submitted to, if any
-  pool_core* pool = nullptr;          // the pool it was submitted to directly (not via a subpool)
+  std::atomic<std::uint16_t> refs{0};
   task_kind kind = task_kind::fire_and_forget;
-  bool has_result = false;  // a non-void result was stored and is not destroyed yet
-  // When a sampled task was submitted: steady_clock nanoseconds modulo 2^48 (0: not sampled).
-  // 48 bits fit the header's padding and wrap after 78 hours, far beyond any queue wait.
-  std::uint16_t submit_time_high = 0;
-  std::uint32_t submit_time_low = 0;
+  std::uint8_t flags = 0;
+  // Told when the task is skipped, starts, ends and is released: its group, its subpool, or (for a
+  // task submitted straight to a pool) the pool's own owner. Null for internal jobs.
+  task_owner* owner = nullptr;
 
-  static constexpr std::size_t header_size = 56;  // all used
-  static constexpr std::size_t storage_size = size - header_size;
-  alignas(storage_align) std::byte storage[storage_size];
+  [[nodiscard]] node_size size_class() const noexcept { return static_cast<node_size>(flags & flags_size_mask); }
+  [[nodiscard]] std::size_t storage_size() const noexcept { return node_bytes(size_class()) - header_size; }
+  // The storage starts right after the header, in the same allocation (task_node_storage).
+  [[nodiscard]] std::byte* storage() noexcept { return reinterpret_cast<std::byte*>(this) + header_size; }
 
   [[nodiscard]] std::uint32_t outcome() const noexcept { return state.load(std::memory_order_acquire) & outcome_mask; }
 
@@ -96,55 +106,97 @@ struct task_node {
     return (state.fetch_or(claimed_bit, std::memory_order_acq_rel) & claimed_bit) == 0;
   }
 
-  static constexpr std::uint64_t submit_time_mask = (std::uint64_t{1} << 48) - 1;
+  // Where a sampled task keeps its submission time: the storage's last 8 bytes.
+  [[nodiscard]] std::byte* submit_time_slot() noexcept { return storage() + storage_size() - sizeof(std::uint64_t); }
   void set_submit_time(std::uint64_t ns) noexcept {
-    const std::uint64_t stamp = (ns & submit_time_mask) == 0 ? 1 : ns & submit_time_mask;
-    submit_time_high = static_cast<std::uint16_t>(stamp >> 32);
-    submit_time_low = static_cast<std::uint32_t>(stamp);
+    const std::uint64_t stamp = ns == 0 ? 1 : ns;
+    std::memcpy(submit_time_slot(), &stamp, sizeof stamp);
   }
-  [[nodiscard]] std::uint64_t submit_time() const noexcept {
-    return (std::uint64_t{submit_time_high} << 32) | submit_time_low;
+  void clear_submit_time() noexcept { std::memset(submit_time_slot(), 0, sizeof(std::uint64_t)); }
+  [[nodiscard]] std::uint64_t submit_time() noexcept {
+    std::uint64_t stamp = 0;
+    std::memcpy(&stamp, submit_time_slot(), sizeof stamp);
+    return stamp;
+  }
+
+  // The exception a run stored, kept in the storage (the callable is gone by then).
+  [[nodiscard]] bool has_error() const noexcept { return (flags & flag_has_error) != 0; }
+  void store_error(std::exception_ptr error) noexcept {
+    ::new (static_cast<void*>(storage())) std::exception_ptr(std::move(error));
+    flags |= flag_has_error;
+  }
+  [[nodiscard]] std::exception_ptr& error() noexcept { return *std::launder(reinterpret_cast<std::exception_ptr*>(storage())); }
+  [[nodiscard]] std::exception_ptr take_error() noexcept {
+    std::exception_ptr error = std::move(this->error());
+    this->error().~exception_ptr();
+    flags &= static_cast<std::uint8_t>(~flag_has_error);
+    return error;
   }
 };
-static_assert(sizeof(task_node) == task_node::size, "a task node is 128 bytes");
-static_assert(offsetof(task_node, storage) == task_node::header_size);
+static_assert(sizeof(task_node) == task_node::header_size, "the header is 24 bytes");
 
-// Node allocation through per-thread caches (lib/task_node.cpp).
-[[nodiscard]] task_node* allocate_task_node();
+// A node of `Bytes` bytes in all: the header, then the storage.
+template <std::size_t Bytes>
+struct task_node_storage : task_node {
+  alignas(task_node::storage_align) std::byte bytes[Bytes - task_node::header_size];
+};
+static_assert(sizeof(task_node_storage<48>) == 48 && sizeof(task_node_storage<128>) == 128);
+
+// Node allocation through per-thread caches (lib/task_node.cpp). The node's header is fresh.
+[[nodiscard]] task_node* allocate_task_node(node_size size);
 void free_task_node(task_node* node) noexcept;
 
-// Drops one reference; the last one destroys the result, clears the exception and caches the node.
+// Drops one reference; the last one destroys the result or exception and caches the node.
 void release_task_node(task_node* node) noexcept;
 
 // A node that was never accepted: destroys its callable and frees it, whatever its references.
 void discard_task_node(task_node* node) noexcept;
 
-// Where a value of type V lives in a node: inside `storage` if it fits, else on the heap with a
-// pointer to it in `storage`.
+// What a value of type V occupies in a node's storage: itself if it fits (leaving the time
+// stamp's 8 bytes), or a pointer to it on the heap.
 template <class V>
-inline constexpr bool stored_inline = sizeof(V) <= task_node::storage_size && alignof(V) <= task_node::storage_align;
+inline constexpr bool fits(node_size s) noexcept {
+  return sizeof(V) + sizeof(std::uint64_t) <= node_bytes(s) - task_node::header_size && alignof(V) <= task_node::storage_align;
+}
+template <class V>
+[[nodiscard]] bool stored_inline(const task_node* n) noexcept {
+  return fits<V>(n->size_class());
+}
+
+// The smallest node V fits in; tiny if none (V goes to the heap).
+template <class V>
+inline constexpr node_size smallest_fit = fits<V>(node_size::tiny)    ? node_size::tiny
+                                          : fits<V>(node_size::small) ? node_size::small
+                                          : fits<V>(node_size::large) ? node_size::large
+                                                                      : node_size::tiny;
+// The node for callable F with result R: the smallest both fit (the result replaces the callable).
+template <class F, class R>
+inline constexpr node_size node_size_for = [] {
+  if constexpr (std::is_void_v<R>) {
+    return smallest_fit<F>;
+  } else {
+    return std::max(smallest_fit<F>, smallest_fit<R>);
+  }
+}();
 
 template <class V>
 V& stored(task_node* n) noexcept {
-  if constexpr (stored_inline<V>) {
-    return *std::launder(reinterpret_cast<V*>(n->storage));
-  } else {
-    return **std::launder(reinterpret_cast<V**>(n->storage));
-  }
+  if (stored_inline<V>(n)) return *std::launder(reinterpret_cast<V*>(n->storage()));
+  return **std::launder(reinterpret_cast<V**>(n->storage()));
 }
 
 template <class V, class... Args>
 void construct_stored(task_node* n, Args&&... args) {
-  if constexpr (stored_inline<V>) {
-    ::new (static_cast<void*>(n->storage)) V(std::forward<Args>(args)...);
+  if (stored_inline<V>(n)) {
+    ::new (static_cast<void*>(n->storage())) V(std::forward<Args>(args)...);
   } else {
-    ::new (static_cast<void*>(n->storage)) V*(new V(std::forward<Args>(args)...));
+    ::new (static_cast<void*>(n->storage())) V*(new V(std::forward<Args>(args)...));
   }
 }
 
 template <class V>
 void destroy_stored(task_node* n) noexcept {
-  if constexpr (stored_inline<V>) {
+  if (stored_inline<V>(n)) {
     stored<V>(n).~V();
   } else {
     delete &stored<V>(n);
@@ -167,11 +219,11 @@ void task_ops(task_node* n, task_op op) noexcept {
           callable_alive = false;
           destroy_stored<F>(n);  // captures die before the result is published
           construct_stored<R>(n, std::move(result));
-          n->has_result = true;
+          n->flags |= flag_has_result;
         }
       } catch (...) {
         if (callable_alive) destroy_stored<F>(n);
-        n->error = std::current_exception();
+        n->store_error(std::current_exception());
       }
       return;
     }
@@ -194,7 +246,7 @@ template <class F, class R, class Fn>
                 "tidepool: a task's callable and everything it captures must have a noexcept destructor");
   static_assert(std::is_void_v<R> || std::is_nothrow_destructible_v<R>,
                 "tidepool: a task's result type must have a noexcept destructor");
-  task_node* n = allocate_task_node();
+  task_node* n = allocate_task_node(node_size_for<F, R>);
   try {
     construct_stored<F>(n, std::forward<Fn>(f));
   } catch (...) {
@@ -203,11 +255,8 @@ template <class F, class R, class Fn>
   }
   n->ops = &task_ops<F, R>;
   n->kind = kind;
-  n->group = nullptr;
-  n->sub = nullptr;
-  n->pool = nullptr;
-  n->submit_time_high = 0;
-  n->submit_time_low = 0;
+  n->owner = nullptr;
+  n->clear_submit_time();
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
   return n;
 }
