@@ -15,8 +15,8 @@
 //
 // Memory goes back to the system: past the depot's limit, freed nodes return to their block, and
 // a block whose every node has returned is freed. What can stay allocated after a burst is bounded
-// by the caches (128 nodes per thread), the depot (16,384 nodes per size) and the blocks those
-// pin (each cached node may keep its 64 KiB block alive).
+// by the caches (128 nodes per thread), the depot (16,384 nodes per size), the blocks those pin
+// (each cached node may keep its 64 KiB block alive) and 16 spare empty blocks per size.
 
 #include <pthread.h>   // for pthread_atfork
 #include <sys/mman.h>  // for mmap, munmap
@@ -29,6 +29,7 @@
 #include <new>        // for placement new, std::bad_alloc
 #include <vector>     // for std::vector
 
+#include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/sanitizers.hpp"
 #include "tidepool/detail/task_node.hpp"
 
@@ -41,6 +42,7 @@ constexpr std::size_t local_limit = 2 * batch_size;
 // without churn between submitter and workers, small next to what the burst itself used.
 constexpr std::size_t depot_batch_limit = 256;
 constexpr std::size_t block_bytes = 64 * 1024;
+constexpr std::size_t spare_block_limit = 16;  // 1 MiB per node size
 
 // Caches hold node pointers in arrays, not in a list threaded through the nodes: freeing a node
 // then writes nothing into it. The worker that ran a task has only read its node, so when the
@@ -48,15 +50,34 @@ constexpr std::size_t block_bytes = 64 * 1024;
 // cheaper to take back than a line the worker last wrote.
 using batch = std::array<task_node*, batch_size>;
 
-// A block: this header in the first node-sized slot, then nodes. Aligned to its size, so a node
-// finds its block by masking its address. Nodes at home (not handed out) form a list through
-// their first bytes; `home` counts them.
+// A block: this header, the indexes of the nodes returned to it, then the nodes. Aligned to its
+// size, so a node finds its block by masking its address. Nodes at home (not handed out) are the
+// ones never handed out yet (from `carved` on: untouched memory) and the returned ones, whose
+// indexes are stacked in the header. Nothing is written into a node at home, and taking one
+// reads only the header: a list threaded through the nodes cost a cache miss per node taken (a
+// third of submission throughput when a burst had gone home).
 struct block {
   block* prev = nullptr;  // in the size's list of blocks with nodes at home
   block* next = nullptr;
-  std::byte* free_nodes = nullptr;
-  std::size_t home = 0;
+  std::uint32_t carved = 0;    // nodes handed out at least once: indexes 0 to carved - 1
+  std::uint32_t home = 0;      // never handed out, or returned
+  std::uint32_t returned = 0;  // entries of returned_indexes()
+  std::uint16_t* returned_indexes() noexcept { return reinterpret_cast<std::uint16_t*>(this + 1); }
 };
+
+// Where the nodes of a size start in a block and how many there are: after the header and one
+// 2-byte index per node, rounded up to a cache line.
+struct block_layout {
+  std::size_t first_node;
+  std::uint32_t nodes;
+};
+constexpr block_layout layout_for(std::size_t node_bytes) noexcept {
+  const std::size_t nodes = (block_bytes - cache_line_size - sizeof(block)) / (node_bytes + sizeof(std::uint16_t));
+  const std::size_t header = sizeof(block) + nodes * sizeof(std::uint16_t);
+  return {(header + cache_line_size - 1) / cache_line_size * cache_line_size, static_cast<std::uint32_t>(nodes)};
+}
+static_assert(layout_for(48).first_node + layout_for(48).nodes * 48 <= block_bytes);
+static_assert(layout_for(128).first_node + layout_for(128).nodes * 128 <= block_bytes);
 
 // A fresh block, aligned to its size, straight from the kernel: malloc's aligned allocation put
 // 8 KiB of padding and headers around each 64 KiB block (measured: 80.6 bytes of RSS per queued
@@ -79,7 +100,7 @@ std::byte* map_block() {
 class size_class {
  public:
   explicit size_class(node_size size) noexcept
-      : size_(size), node_bytes_(node_bytes(size)), nodes_per_block_(block_bytes / node_bytes_ - 1) {}
+      : size_(size), node_bytes_(node_bytes(size)), layout_(layout_for(node_bytes_)) {}
 
   // Fills `out` with batch_size nodes; throws std::bad_alloc if none can be had.
   void take_batch(task_node** out) {
@@ -127,39 +148,53 @@ class size_class {
   task_node* take_from_blocks() {
     if (with_nodes_home_ == nullptr) add_block();
     block* b = with_nodes_home_;
-    std::byte* n = b->free_nodes;
-    b->free_nodes = *reinterpret_cast<std::byte**>(n);
     if (--b->home == 0) unlink(b);
-    return fresh_header(n);
+    if (b->returned > 0) return node_at_home(node_at(b, b->returned_indexes()[--b->returned]));  // empty already
+    return fresh_header(node_at(b, b->carved++));
   }
 
   void add_block() {
-    std::byte* memory = map_block();
-    block* b = ::new (static_cast<void*>(memory)) block;
-    // Threaded last to first, so nodes go out in address order.
-    for (std::size_t i = nodes_per_block_; i >= 1; --i) {
-      std::byte* n = memory + i * node_bytes_;
-      *reinterpret_cast<std::byte**>(n) = b->free_nodes;
-      b->free_nodes = n;
+    block* b = nullptr;
+    if (!spare_blocks_.empty()) {
+      b = spare_blocks_.back();
+      spare_blocks_.pop_back();
+    } else {
+      b = ::new (static_cast<void*>(map_block())) block;
     }
-    b->home = nodes_per_block_;
+    b->carved = 0;
+    b->returned = 0;
+    b->home = layout_.nodes;
     link(b);
   }
 
-  // With mutex_ held.
+  // With mutex_ held. The node is empty (release_task_node) and stays as it is.
   void return_home(task_node* node) noexcept {
-    node->~task_node();
     auto* n = reinterpret_cast<std::byte*>(node);
     block* b = block_of(n);
-    *reinterpret_cast<std::byte**>(n) = b->free_nodes;
-    b->free_nodes = n;
+    b->returned_indexes()[b->returned++] = static_cast<std::uint16_t>(
+        static_cast<std::size_t>(n - reinterpret_cast<std::byte*>(b) - layout_.first_node) / node_bytes_);
     if (b->home++ == 0) link(b);
-    if (b->home == nodes_per_block_) {
+    if (b->home == layout_.nodes) {
       unlink(b);
+      if (spare_blocks_.size() < spare_block_limit) {
+        // Kept for the next burst: unmapped, it would come back as fresh pages, a fault and a
+        // page of zeroing per 85 small nodes.
+        try {
+          spare_blocks_.push_back(b);
+          return;
+        } catch (...) {  // out of memory: unmap it instead
+        }
+      }
       b->~block();
       munmap(static_cast<void*>(b), block_bytes);
     }
   }
+
+  [[nodiscard]] std::byte* node_at(block* b, std::size_t index) const noexcept {
+    return reinterpret_cast<std::byte*>(b) + layout_.first_node + index * node_bytes_;
+  }
+
+  task_node* node_at_home(std::byte* n) const noexcept { return std::launder(reinterpret_cast<task_node*>(n)); }
 
   task_node* fresh_header(std::byte* n) const noexcept {
     task_node* node = ::new (static_cast<void*>(n)) task_node;
@@ -187,12 +222,12 @@ class size_class {
 
   const node_size size_;
   const std::size_t node_bytes_;
-  const std::size_t nodes_per_block_;
+  const block_layout layout_;
   std::mutex mutex_;
   std::vector<batch> depot_;            // guarded by mutex_
+  std::vector<block*> spare_blocks_;    // empty, mapped; guarded by mutex_
   block* with_nodes_home_ = nullptr;   // guarded by mutex_
 };
-static_assert(sizeof(block) <= node_bytes(node_size::tiny), "a block's header fits the slot of one node");
 
 // A thread that forks while another holds a class's mutex would leave it locked in the child.
 void lock_classes() noexcept;

@@ -140,7 +140,7 @@ template <std::size_t Bytes>
 struct task_node_storage : task_node {
   alignas(task_node::storage_align) std::byte bytes[Bytes - task_node::header_size];
 };
-static_assert(sizeof(task_node_storage<48>) == 48 && sizeof(task_node_storage<128>) == 128);
+static_assert(sizeof(task_node_storage<64>) == 64 && sizeof(task_node_storage<128>) == 128);
 
 // Node allocation through per-thread caches (lib/task_node.cpp). The node's header is fresh.
 [[nodiscard]] task_node* allocate_task_node(node_size size);
