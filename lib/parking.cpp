@@ -33,10 +33,10 @@
 // Those decisions — the counters, the sleepers list under idle_mutex_, the submitter's "wake
 // someone?", the last searcher's baton, the park side's announce / look again / sleep or stay —
 // are detail/parking_handshake.hpp, the code that test/relacy/models.cpp model-checks
-// (`parking_no_lost_wakeup`: tasks published into the real segmented queue and a real deque,
-// workers that search, park and wake through it; the futex sleep is modelled there by a
-// semaphore). This file adds what is the pool's own: how long to search, the futex, and what
-// else keeps a worker awake (stopping, shutdown, retirement).
+// (parking_no_lost_wakeup, parking_deque_publish: tasks published into the real segmented queue
+// and a real deque, workers that search, park and wake through it; the futex sleep is modelled
+// there by a semaphore). This file adds what is the pool's own: how long to search, the futex,
+// and what else keeps a worker awake (stopping, shutdown, retirement).
 
 #include <algorithm>  // for std::clamp, std::max, std::min
 

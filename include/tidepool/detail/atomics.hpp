@@ -55,7 +55,8 @@ enum class mutant : int {
   hazard_scan_without_fence,      // scan: hazards read without the heavy fence (a failed membarrier ignored)
   queue_link_relaxed,             // enqueue: a new segment (our item in slot 0) is linked with relaxed order
   parking_recheck_before_leaving_unparked,  // park: the last look at the queues comes before the announcement
-  parking_wake_check_relaxed,               // submitter: searching/unparked read relaxed after publishing
+  parking_wake_check_relaxed,               // submitter: searching/unparked read relaxed after a queue's RMW
+  parking_recheck_without_fence,            // park: no fence between leaving unparked and the last look
 };
 
 #if !defined(TIDEPOOL_RELACY)

@@ -46,8 +46,10 @@ class parking_handshake {
 
   // The submitter's half: called after its task is published (see above). True if it must wake
   // a sleeper: nobody searches (a searcher would find the task) and somebody sleeps (fewer
-  // unparked than running_workers(), called only then). Both loads are of lines written only
-  // when workers change state, so they are usually cached.
+  // unparked than running_workers(), called only then). seq_cst loads: after a publishing
+  // read-modify-write (the queue's ticket) nothing else orders them after it; after a seq_cst
+  // fence relaxed would do. Both lines are written only when workers change state, so they are
+  // usually cached, and on x86-64 a seq_cst load is a plain load.
   template <class RunningWorkers>
   [[nodiscard]] bool wake_needed(RunningWorkers&& running_workers) const noexcept {
     const auto order = mutated(mutant::parking_wake_check_relaxed) ? std::memory_order_relaxed
@@ -108,7 +110,7 @@ class parking_handshake {
     if (!mutated(mutant::parking_recheck_before_leaving_unparked)) {
       // The store→load barrier of the argument above (the unlock is only a release). It also
       // orders the decrements before whatever else stay_awake() reads (the pool's stopping_).
-      detail::atomic_thread_fence(std::memory_order_seq_cst);
+      if (!mutated(mutant::parking_recheck_without_fence)) detail::atomic_thread_fence(std::memory_order_seq_cst);
       stay = stay_awake();
     }
     if (!stay) return true;
