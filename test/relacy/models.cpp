@@ -267,7 +267,8 @@ struct queue_across_segments : rl::test_suite<queue_across_segments, 3> {
 // down as the pool does (a flag, then wake every sleeper); park's stay_awake() sees the flag.
 // A lost wake-up leaves a task in a queue with both workers asleep and nobody to wake them:
 // Relacy reports the deadlock. At the end every task was taken exactly once, with its payload,
-// and every worker counts as unparked with an empty sleepers list.
+// and every worker counts as unparked with an empty sleepers list. A worker's `searching` flag,
+// which a waker writes for the sleeper, is race-checked.
 //   parking_no_lost_wakeup: one submitter into the queue (2 tasks), one into a deque (1 task).
 //   parking_deque_publish: only the deque submitter, and no queue in the workers' looks: under
 //   Relacy the queue's emptiness check carries the hazard pointer's light fence as a full fence
@@ -280,8 +281,22 @@ struct model_mutex {  // std::mutex's interface, for std::lock_guard, over Relac
   void unlock() { mutex.unlock($); }
 };
 
+// The handshake's `searching` flag as an rl::var, so that an access to it not ordered by the idle
+// mutex or the wake-up (the waker writes it for the sleeper) is a reported data race.
+class race_checked_flag {
+ public:
+  operator bool() const { return value_($); }  // NOLINT: implicit, to stand in for a bool
+  race_checked_flag& operator=(bool v) {
+    value_($) = v;
+    return *this;
+  }
+
+ private:
+  rl::var<bool> value_{false};
+};
+
 struct model_sleeper {
-  bool searching = false;                // parking_handshake's
+  race_checked_flag searching;           // parking_handshake's
   rl::semaphore<model_sleeper> wake_up;  // stands for the worker's futex word
 
   model_sleeper() { wake_up.init(false, 0, 1, $); }
