@@ -23,14 +23,22 @@
 //
 // No lost wake-ups. A parking worker leaves unparked_ (a seq_cst read-modify-write) and then
 // looks at every queue once more; a submitter publishes its task (a seq_cst read-modify-write
-// for the global queue, a store plus a seq_cst fence for a deque or an inbox) and then reads searching_ and
-// unparked_. Each side orders its write before its read, so at least one sees the other: either
-// the worker finds the task and takes itself off the sleepers list, or the submitter sees a
-// sleeper and wakes it. A searcher that gives up does the same in park(), after it stopped
-// counting as a searcher, which covers submitters that saw it searching and woke nobody.
+// for the global queue, a store plus a seq_cst fence for a deque or an inbox) and then reads
+// searching_ and unparked_. Each side orders its write before its read, so at least one sees the
+// other: either the worker finds the task and takes itself off the sleepers list, or the
+// submitter sees a sleeper and wakes it. A searcher that gives up does the same in park(), after
+// it stopped counting as a searcher, which covers submitters that saw it searching and woke
+// nobody.
+//
+// Those decisions — the counters, the sleepers list under idle_mutex_, the submitter's "wake
+// someone?", the last searcher's baton, the park side's announce / look again / sleep or stay —
+// are detail/parking_handshake.hpp, the code that test/relacy/models.cpp model-checks
+// (parking_no_lost_wakeup, parking_deque_publish: tasks published into the real segmented queue
+// and a real deque, workers that search, park and wake through it; the futex sleep is modelled
+// there by a semaphore). This file adds what is the pool's own: how long to search, the futex,
+// and what else keeps a worker awake (stopping, shutdown, retirement).
 
-#include <algorithm>  // for std::find, std::clamp, std::max, std::min
-#include <mutex>      // for std::lock_guard
+#include <algorithm>  // for std::clamp, std::max, std::min
 
 #include "pool_core.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
@@ -75,14 +83,8 @@ std::uint32_t max_searchers(std::uint32_t running) noexcept { return std::max<st
 }  // namespace
 
 bool pool_core::try_become_searching(worker& w) noexcept {
-  if (w.searching) return true;
-  std::uint32_t searchers = searching_.load(std::memory_order_relaxed);
-  do {
-    if (searchers >= max_searchers(running_workers_.load(std::memory_order_relaxed))) return false;
-  } while (!searching_.compare_exchange_weak(searchers, searchers + 1, std::memory_order_seq_cst,
-                                             std::memory_order_relaxed));
-  w.searching = true;
-  return true;
+  return handshake().try_start_searching(
+      w, [this] { return max_searchers(running_workers_.load(std::memory_order_relaxed)); });
 }
 
 void pool_core::stop_searching(worker& w) noexcept {
@@ -93,20 +95,11 @@ void pool_core::stop_searching(worker& w) noexcept {
     w.recent_idle_gap_ns = (3 * w.recent_idle_gap_ns + gap) / 4;
     w.idle_since_ns = 0;
   }
-  if (!w.searching) return;
-  w.searching = false;
   // The last searcher to find work passes the baton if more work is in sight. Not blindly: on a
   // lightly loaded pool, where each task finds everyone asleep, waking a second worker for
   // nothing put a futex wake (and a lock) between the task and its start, and woke a worker only
-  // to spin and park again. No wake-up is lost: a submitter that saw us searching and woke
-  // nobody published its task before reading searching_ (seq_cst), and we read the queues after
-  // our seq_cst decrement, so we see its task here, or it saw no searcher and woke someone.
-  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1) {
-    // The deques' emptiness is read with relaxed loads: the fence makes the read-modify-write
-    // above a full store→load barrier for them too, as in park().
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (work_visible()) notify_one(&w);
-  }
+  // to spin and park again.
+  if (handshake().stop_searching(w, [this] { return work_visible(); })) notify_one(&w);
 }
 
 task_node* pool_core::search(worker& w) noexcept {
@@ -137,38 +130,20 @@ bool pool_core::work_visible() noexcept {
 }
 
 bool pool_core::park(worker& w) noexcept {
-  {
-    std::lock_guard lock(idle_mutex_);
-    if (w.searching) {
-      w.searching = false;
-      searching_.fetch_sub(1, std::memory_order_seq_cst);
-    }
-    unparked_.fetch_sub(1, std::memory_order_seq_cst);
-    sleepers_.push_back(&w);
-  }
-  // Pairs with stop_and_wait(): our final counts (written before) against its stopping_ flag.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
-
-  const bool shutting_down = shutdown_.load(std::memory_order_seq_cst);
-  // A worker asked to retire must not sleep: resize() wakes sleepers only once, and may have
-  // done so before we were on the list.
-  const bool retiring = w.state.load(std::memory_order_seq_cst) != worker_state::active;
-  if (work_visible() || shutting_down || retiring) {
-    // Work arrived while we were announcing ourselves (or we are to exit): take ourselves off
-    // the list, unless a waker already did, in which case its wake-up is ours to consume.
-    bool still_listed = false;
-    {
-      std::lock_guard lock(idle_mutex_);
-      const auto it = std::find(sleepers_.begin(), sleepers_.end(), &w);
-      if (it != sleepers_.end()) {
-        sleepers_.erase(it);
-        unparked_.fetch_add(1, std::memory_order_seq_cst);
-        still_listed = true;
-      }
-    }
-    if (still_listed) return retiring || !(shutting_down && !work_visible());
-  }
+  bool shutting_down = false;
+  bool retiring = false;
+  const bool sleep = handshake().park_or_stay(w, [&] {
+    // After the handshake's fence, which pairs with stop_and_wait()'s too: our final counts
+    // (written before) against its stopping_ flag.
+    if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
+    shutting_down = shutdown_.load(std::memory_order_seq_cst);
+    // A worker asked to retire must not sleep: resize() wakes sleepers only once, and may have
+    // done so before we were on the list.
+    retiring = w.state.load(std::memory_order_seq_cst) != worker_state::active;
+    // Work arrived while we were announcing ourselves (or we are to exit).
+    return work_visible() || shutting_down || retiring;
+  });
+  if (!sleep) return retiring || !(shutting_down && !work_visible());
 
   w.counters.parks.add();
   // acquire: pairs with the waker's release, so what it set for us (searching) is visible.
@@ -178,26 +153,12 @@ bool pool_core::park(worker& w) noexcept {
 }
 
 void pool_core::wake_one_if_needed(worker* waker) noexcept {
-  // Both loads are of lines written only when workers change state, so they are usually cached.
-  if (searching_.load(std::memory_order_seq_cst) == 0 &&
-      unparked_.load(std::memory_order_seq_cst) < running_workers_.load(std::memory_order_relaxed)) {
-    notify_one(waker);
-  }
+  if (handshake().wake_needed([this] { return running_workers_.load(std::memory_order_relaxed); })) notify_one(waker);
 }
 
 void pool_core::notify_one(worker* waker) noexcept {
-  worker* sleeper = nullptr;
-  {
-    std::lock_guard lock(idle_mutex_);
-    if (searching_.load(std::memory_order_relaxed) != 0 || sleepers_.empty()) return;
-    sleeper = sleepers_.back();
-    sleepers_.pop_back();
-    // Counted as a searcher from now on, by us, so that nobody else wakes a second sleeper
-    // for the same work.
-    sleeper->searching = true;
-    searching_.fetch_add(1, std::memory_order_seq_cst);
-    unparked_.fetch_add(1, std::memory_order_seq_cst);
-  }
+  worker* sleeper = handshake().take_sleeper();
+  if (sleeper == nullptr) return;
   if (waker != nullptr) {
     waker->counters.wakeups.add();
   } else {
@@ -212,13 +173,10 @@ void pool_core::wake(worker& sleeper) noexcept {
 }
 
 void pool_core::wake_all_sleepers() noexcept {
-  // Woken under the lock, and the list cleared in place: it keeps its reserved capacity, so a
-  // worker that parks afterwards (park() runs until shutdown is seen) never makes push_back
-  // allocate, which in a noexcept function would end the process on bad_alloc.
-  std::lock_guard lock(idle_mutex_);
-  unparked_.fetch_add(static_cast<std::uint32_t>(sleepers_.size()), std::memory_order_seq_cst);
-  for (worker* w : sleepers_) wake(*w);
-  sleepers_.clear();
+  // Woken under the lock, and the list cleared in place: a worker that parks afterwards (park()
+  // runs until shutdown is seen) never makes push_back allocate, which in a noexcept function
+  // would end the process on bad_alloc.
+  handshake().wake_all([](worker& sleeper) { wake(sleeper); });
 }
 
 }  // namespace tidepool::detail

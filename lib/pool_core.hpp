@@ -37,6 +37,7 @@
 
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/chase_lev_deque.hpp"
+#include "tidepool/detail/parking_handshake.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/detail/task_owner.hpp"
 #include "tidepool/latency_histogram.hpp"
@@ -370,6 +371,10 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   std::atomic<std::uint32_t> unparked_{0};  // workers not on sleepers_
   std::mutex idle_mutex_;
   std::vector<worker*> sleepers_;  // guarded by idle_mutex_; capacity reserved: never allocates
+  // The decisions over these four (detail/parking_handshake.hpp, model-checked in test/relacy/).
+  [[nodiscard]] parking_handshake<worker, std::mutex> handshake() noexcept {
+    return {searching_, unparked_, idle_mutex_, sleepers_};
+  }
 
   std::mutex subpools_mutex_;
   std::vector<subpool_core*> subpools_;  // guarded by subpools_mutex_

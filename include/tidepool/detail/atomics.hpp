@@ -1,11 +1,12 @@
 #pragma once
 // The one seam between the lock-free core and the memory model it runs on.
 //
-// The Chase–Lev deque, the segmented queue and the hazard-pointer domain spell their atomics
-// `detail::atomic<T>` and their fences `detail::atomic_thread_fence` / `atomic_signal_fence`
-// (always qualified, so argument-dependent lookup cannot pick std's). In every normal build these
-// are std::atomic and std's fences themselves: aliases and using-declarations, so the generated
-// code is exactly what std::atomic gives (zero cost by construction, not by optimisation).
+// The Chase–Lev deque, the segmented queue, the hazard-pointer domain and the parking handshake
+// spell their atomics `detail::atomic<T>` and their fences `detail::atomic_thread_fence` /
+// `atomic_signal_fence` (always qualified, so argument-dependent lookup cannot pick std's). In
+// every normal build these are std::atomic and std's fences themselves: aliases and
+// using-declarations, so the generated code is exactly what std::atomic gives (zero cost by
+// construction, not by optimisation).
 //
 // Compiled with TIDEPOOL_RELACY (test/relacy/ only), they become Relacy's modelled atomics and
 // fences (Dmitry Vyukov's Relacy Race Detector, Debian relacy-dev): the *real* headers then run
@@ -53,6 +54,9 @@ enum class mutant : int {
   hazard_protect_without_fence,   // protect: no fence between the hazard's store and the re-check
   hazard_scan_without_fence,      // scan: hazards read without the heavy fence (a failed membarrier ignored)
   queue_link_relaxed,             // enqueue: a new segment (our item in slot 0) is linked with relaxed order
+  parking_recheck_before_leaving_unparked,  // park: the last look at the queues comes before the announcement
+  parking_wake_check_relaxed,               // submitter: searching/unparked read relaxed after a queue's RMW
+  parking_recheck_without_fence,            // park: no fence between leaving unparked and the last look
 };
 
 #if !defined(TIDEPOOL_RELACY)

@@ -1,0 +1,157 @@
+#pragma once
+// The parking handshake: how idle workers go to sleep and submitters decide to wake one, so that
+// no wake-up is ever lost. lib/parking.cpp runs it over the pool's counters and sleepers list;
+// test/relacy/models.cpp runs the same code under Relacy (TIDEPOOL_RELACY, detail/atomics.hpp).
+// What stays outside: where tasks are published (the caller's queues), how a worker sleeps and
+// is woken (a futex word in the pool, a modelled semaphore in the model), and what else keeps a
+// worker awake (shutdown, retirement).
+//
+// State: `searching` counts workers looking for work; `unparked` counts workers not on the
+// sleepers list. The list is guarded by the idle mutex, and `unparked` changes with it, under
+// it; `searching` also changes without it when a worker starts or stops a search. Every
+// submission reads both counters without the lock.
+//
+// No lost wake-ups (the argument, each half next to its code below):
+//   * a submitter publishes its task — a seq_cst read-modify-write (the segmented queue's
+//     ticket), or a store followed by a seq_cst fence (a deque, an inbox) — and then reads
+//     `searching` and `unparked` with seq_cst loads (wake_needed);
+//   * a parking worker leaves `searching` and `unparked` with seq_cst read-modify-writes, and
+//     after a seq_cst fence looks at every queue once more (park_or_stay).
+// Each side orders its write before its read, so at least one sees the other's write: the
+// worker finds the task and takes itself off the list, or the submitter sees nobody searching
+// and a sleeper, and wakes one. A submitter that saw a searcher woke nobody: the searcher that
+// gives up parks as above, and the last searcher to find a task looks at the queues again after
+// its own seq_cst decrement and wakes one more if work is in sight (stop_searching).
+
+#include <algorithm>  // for std::find
+#include <cstdint>    // for std::uint32_t
+#include <mutex>      // for std::lock_guard
+#include <vector>     // for std::vector
+
+#include "tidepool/detail/atomics.hpp"  // for atomic, atomic_thread_fence, mutated
+
+namespace tidepool::detail {
+
+// Sleeper: has a `bool searching`, counted in `searching`; written by its owner, or by the waker
+// that takes it off the list (under the idle mutex; the wake-up publishes it to the sleeper).
+// Mutex: std::mutex in the pool, a Relacy mutex in the model.
+// A view over the owner's state: four references, built where it is used and inlined away.
+template <class Sleeper, class Mutex>
+class parking_handshake {
+ public:
+  using counter = detail::atomic<std::uint32_t>;
+
+  parking_handshake(counter& searching, counter& unparked, Mutex& idle_mutex, std::vector<Sleeper*>& sleepers) noexcept
+      : searching_(searching), unparked_(unparked), idle_mutex_(idle_mutex), sleepers_(sleepers) {}
+
+  // The submitter's half: called after its task is published (see above). True if it must wake
+  // a sleeper: nobody searches (a searcher would find the task) and somebody sleeps (fewer
+  // unparked than running_workers(), called only then). seq_cst loads: after a publishing
+  // read-modify-write (the queue's ticket) nothing else orders them after it; after a seq_cst
+  // fence relaxed would do. Both lines are written only when workers change state, so they are
+  // usually cached, and on x86-64 a seq_cst load is a plain load.
+  template <class RunningWorkers>
+  [[nodiscard]] bool wake_needed(RunningWorkers&& running_workers) const noexcept {
+    const auto order = mutated(mutant::parking_wake_check_relaxed) ? std::memory_order_relaxed
+                                                                    : std::memory_order_seq_cst;
+    return searching_.load(order) == 0 && unparked_.load(order) < running_workers();
+  }
+
+  // An idle worker becomes a searcher if fewer than max_searchers() search; true if it is one.
+  template <class MaxSearchers>
+  [[nodiscard]] bool try_start_searching(Sleeper& w, MaxSearchers&& max_searchers) noexcept {
+    if (w.searching) return true;
+    std::uint32_t searchers = searching_.load(std::memory_order_relaxed);
+    do {
+      if (searchers >= max_searchers()) return false;
+    } while (!searching_.compare_exchange_weak(searchers, searchers + 1, std::memory_order_seq_cst,
+                                               std::memory_order_relaxed));
+    w.searching = true;
+    return true;
+  }
+
+  // A worker that found a task stops searching. True if it was the last searcher and
+  // work_visible() then sees more work: the caller wakes one more, for nobody else is looking.
+  // No wake-up is lost: a submitter that saw us searching and woke nobody published its task
+  // before reading `searching`, and we look at the queues after our seq_cst decrement, so we see
+  // its task here, or it saw no searcher and woke someone.
+  template <class WorkVisible>
+  [[nodiscard]] bool stop_searching(Sleeper& w, WorkVisible&& work_visible) noexcept {
+    if (!w.searching) return false;
+    w.searching = false;
+    if (searching_.fetch_sub(1, std::memory_order_seq_cst) != 1) return false;
+    // Queue emptiness may be read with relaxed loads (a deque's indices): the fence makes the
+    // read-modify-write above a full store→load barrier for them too.
+    detail::atomic_thread_fence(std::memory_order_seq_cst);
+    return work_visible();
+  }
+
+  // The parking worker's half. It leaves `searching` (if it still searched) and `unparked` and
+  // goes on the list; then, after a seq_cst fence, stay_awake() looks at every queue once more
+  // (and at whatever else must keep the worker up). If that says "stay", the worker takes itself
+  // off the list, unless a waker already did: then the wake-up is on its way and must be
+  // consumed. True: sleep until woken (a waker took or will take it off the list). False: it is
+  // off the list and counted unparked again; go on working.
+  template <class StayAwake>
+  [[nodiscard]] bool park_or_stay(Sleeper& w, StayAwake&& stay_awake) noexcept {
+    // The mutant looks before it announces itself: a task published in between, by a submitter
+    // that still counts it searching or unparked, is seen by nobody.
+    const bool stay_seen_early = mutated(mutant::parking_recheck_before_leaving_unparked) && stay_awake();
+    {
+      std::lock_guard lock(idle_mutex_);
+      if (w.searching) {
+        w.searching = false;
+        searching_.fetch_sub(1, std::memory_order_seq_cst);
+      }
+      unparked_.fetch_sub(1, std::memory_order_seq_cst);
+      sleepers_.push_back(&w);  // never allocates: the owner reserved room for every worker
+    }
+    bool stay = stay_seen_early;
+    if (!mutated(mutant::parking_recheck_before_leaving_unparked)) {
+      // The store→load barrier of the argument above (the unlock is only a release). It also
+      // orders the decrements before whatever else stay_awake() reads (the pool's stopping_).
+      if (!mutated(mutant::parking_recheck_without_fence)) detail::atomic_thread_fence(std::memory_order_seq_cst);
+      stay = stay_awake();
+    }
+    if (!stay) return true;
+    std::lock_guard lock(idle_mutex_);
+    const auto it = std::find(sleepers_.begin(), sleepers_.end(), &w);
+    if (it == sleepers_.end()) return true;  // a waker took us off the list: its wake-up is ours to consume
+    sleepers_.erase(it);
+    unparked_.fetch_add(1, std::memory_order_seq_cst);
+    return false;
+  }
+
+  // A waker's half: takes the sleeper to wake off the list, or null if somebody searches (it
+  // will find the work) or nobody sleeps. The sleeper is counted as a searcher from now on, by
+  // us, so that the submissions after ours see a searcher and wake nobody else: a burst of
+  // submissions costs one wake-up, not one per task. The caller wakes it.
+  [[nodiscard]] Sleeper* take_sleeper() noexcept {
+    std::lock_guard lock(idle_mutex_);
+    if (searching_.load(std::memory_order_relaxed) != 0 || sleepers_.empty()) return nullptr;
+    Sleeper* sleeper = sleepers_.back();
+    sleepers_.pop_back();
+    sleeper->searching = true;
+    searching_.fetch_add(1, std::memory_order_seq_cst);
+    unparked_.fetch_add(1, std::memory_order_seq_cst);
+    return sleeper;
+  }
+
+  // Shutdown and shrinking: wakes every sleeper (wake(sleeper)), under the lock. The list is
+  // cleared in place: it keeps its capacity, so a worker that parks afterwards never allocates.
+  template <class Wake>
+  void wake_all(Wake&& wake) noexcept {
+    std::lock_guard lock(idle_mutex_);
+    unparked_.fetch_add(static_cast<std::uint32_t>(sleepers_.size()), std::memory_order_seq_cst);
+    for (Sleeper* w : sleepers_) wake(*w);
+    sleepers_.clear();
+  }
+
+ private:
+  counter& searching_;
+  counter& unparked_;
+  Mutex& idle_mutex_;
+  std::vector<Sleeper*>& sleepers_;
+};
+
+}  // namespace tidepool::detail
