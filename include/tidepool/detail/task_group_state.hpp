@@ -2,6 +2,11 @@
 // What a task_group and its tasks share: how many tasks are unfinished (a pending_count, so a
 // finishing task never touches a group that its owner has destroyed), the group's cancellation
 // and stop source, and its first failure.
+//
+// Lifetime. On the heap, owned by the task_group, which frees it once its tasks are done. A
+// task_group destroyed from one of its own tasks (a capture owning the group included) cannot
+// wait for that task: it orphans the state instead, and the task whose release brings the
+// pending count to zero frees it (as subpool_core does).
 
 #include <atomic>      // for std::atomic
 #include <exception>   // for std::exception_ptr
@@ -36,16 +41,23 @@ class task_group_state final : public task_owner {
     return true;  // a go() task's exception is the group's failure, for wait() to rethrow
   }
   void task_released() noexcept override {
-    task_owner* const next = next_;  // the group may be gone once task_finished() returns
-    task_finished();
+    task_owner* const next = next_;  // the group may be gone once pending_.finish() returns
+    if (pending_.finish()) delete this;  // orphaned, and this was the last task
     if (next != nullptr) next->task_released();  // a group never outlives its subpool
   }
 
   // Before the task can run anywhere.
   void task_added() noexcept { pending_.add(); }
 
-  // The last touch of a finishing (or cancelled) task. Record a failure first.
-  void task_finished() noexcept { pending_.finish(); }
+  // For a task the group's own submit gave up on (it never reached the pool), by the group
+  // itself, which is alive and so does not orphan the state meanwhile.
+  void task_finished() noexcept { static_cast<void>(pending_.finish()); }
+
+  // For the group's destructor running inside one of the group's own tasks (runs_task_of): that
+  // task holds a unit of the count until its task_released(), which is still to come and sees
+  // the flag, so the state is freed by that release or by a later task's.
+  void orphan() noexcept { pending_.abandon(); }
+
   // The first failure wins; it also cancels the group, so its unstarted tasks are skipped.
   void record_failure(const std::exception_ptr& error) noexcept {
     bool expected = false;
