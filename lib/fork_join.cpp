@@ -2,6 +2,7 @@
 // the calling thread's worker, spawning onto its deque, and taking a spawned job back.
 
 #include "pool_core.hpp"
+#include "test_hooks.hpp"
 #include "tidepool/fork_join.hpp"
 #include "tidepool/task_group.hpp"
 
@@ -22,7 +23,10 @@ bool spawn(worker& w, task_node* job) noexcept {
   // that wake-up takes microseconds, by which time our store is visible. If a job does go
   // unseen, it waits for the spawner or the next thief: parallelism lost, never the job — it is
   // on the spawner's own deque, and the spawner always joins it.
-  if (before <= 1) std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (before <= 1) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    test_hooks::at(test_hooks::point::after_spawn_fence);  // on the fenced path only: free elsewhere
+  }
   w.core.wake_one_if_needed(&w);
   return true;
 }
