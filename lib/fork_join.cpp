@@ -1,5 +1,10 @@
 // The non-template half of fork-join (include/tidepool/fork_join.hpp) and task groups: finding
-// the calling thread's worker, spawning onto its deque, and taking a spawned job back.
+// the calling thread's worker, spawning onto its deque, taking a spawned job back, and the
+// blocks of the groups' states.
+
+#include <array>    // for std::array
+#include <cstddef>  // for std::size_t
+#include <new>      // for ::operator new, ::operator delete
 
 #include "pool_core.hpp"
 #include "test_hooks.hpp"
@@ -7,6 +12,47 @@
 #include "tidepool/task_group.hpp"
 
 namespace tidepool::detail {
+namespace {
+
+// Trivially destructible, so it can still be read after this_thread_group_blocks is destroyed:
+// a group destroyed by a thread_local destroyed later must still be able to free its state.
+thread_local bool this_thread_group_blocks_destroyed = false;
+
+// Blocks for task_group_state: fork-join code makes a group per call and destroys it on the same
+// thread, so a few blocks kept per thread serve nearly every group without malloc, whose
+// malloc+free pair would cost as much as the rest of a small group. A block freed on another
+// thread (an orphaned group's last task) joins that thread's blocks, or the heap if they are full.
+struct group_blocks {
+  static constexpr std::size_t capacity = 8;
+  std::array<void*, capacity> blocks;
+  std::size_t count = 0;
+  ~group_blocks() {
+    this_thread_group_blocks_destroyed = true;
+    while (count > 0) ::operator delete(blocks[--count]);
+  }
+};
+thread_local group_blocks this_thread_group_blocks;
+
+// Under AddressSanitizer every state is a fresh allocation, so a use after free is reported
+// instead of hidden by reuse.
+bool group_blocks_usable() noexcept { return !address_sanitizer && !this_thread_group_blocks_destroyed; }
+
+}  // namespace
+
+void* task_group_state::operator new(std::size_t size) {
+  if (group_blocks_usable() && this_thread_group_blocks.count > 0) {
+    return this_thread_group_blocks.blocks[--this_thread_group_blocks.count];
+  }
+  return ::operator new(size);
+}
+
+void task_group_state::operator delete(void* block) noexcept {
+  if (group_blocks_usable() && this_thread_group_blocks.count < group_blocks::capacity) {
+    this_thread_group_blocks.blocks[this_thread_group_blocks.count++] = block;
+    return;
+  }
+  ::operator delete(block);
+}
 
 worker* worker_of(pool& p) noexcept { return pool_access::core(p).worker_of_this_thread(); }
 

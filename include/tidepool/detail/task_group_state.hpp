@@ -3,12 +3,13 @@
 // finishing task never touches a group that its owner has destroyed), the group's cancellation
 // and stop source, and its first failure.
 //
-// Lifetime. On the heap, owned by the task_group, which frees it once its tasks are done. A
-// task_group destroyed from one of its own tasks (a capture owning the group included) cannot
-// wait for that task: it orphans the state instead, and the task whose release brings the
-// pending count to zero frees it (as subpool_core does).
+// Lifetime. On the heap (in a block cached per thread), owned by the task_group, which frees it
+// once its tasks are done. A task_group destroyed from one of its own tasks (a capture owning
+// the group included) cannot wait for that task: it orphans the state instead, and the task
+// whose release brings the pending count to zero frees it (as subpool_core does).
 
 #include <atomic>      // for std::atomic
+#include <cstddef>     // for std::size_t
 #include <exception>   // for std::exception_ptr
 #include <mutex>       // for std::mutex, std::lock_guard
 #include <stop_token>  // for std::stop_source, std::stop_token
@@ -27,6 +28,11 @@ class task_group_state final : public task_owner {
   ~task_group_state() = default;
   task_group_state(const task_group_state&) = delete;
   task_group_state& operator=(const task_group_state&) = delete;
+
+  // From a few blocks kept per thread (lib/fork_join.cpp): a fork-join group per call must not
+  // cost a malloc and a free.
+  static void* operator new(std::size_t size);
+  static void operator delete(void* block) noexcept;
 
   [[nodiscard]] bool skips_unstarted() const noexcept override { return cancelled(); }
   void task_skipped() noexcept override {
