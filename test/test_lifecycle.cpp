@@ -191,6 +191,22 @@ TEST(Lifecycle, AGroupWhoseLastOwnerIsItsOwnTaskIsFreedByItsLastTaskWhetherItRun
   }));
 }
 
+TEST(Lifecycle, AGroupOnASubpoolWhoseLastOwnerIsItsOwnTaskStillPassesEveryTaskOnToTheSubpool) {
+  EXPECT_TRUE(finishes_within(20s, [] {
+    pool p(with_workers(2));
+    std::atomic<int> ran{0};
+    {
+      subpool sub(p, 1);
+      auto group = std::make_shared<task_group>(sub);
+      for (int i = 0; i < 50; ++i) group->go([&ran, keep = group] { ran.fetch_add(1); });
+      group.reset();
+    }  // ~subpool waits for every task that the group passed on to it
+    EXPECT_EQ(ran.load(), 50);
+    p.stop_and_wait();
+    EXPECT_EQ(p.metrics().succeeded, 50U);
+  }));
+}
+
 TEST(Lifecycle, AForkJoinGroupWhoseLastOwnerIsItsOwnTaskDoesNotHang) {
   EXPECT_TRUE(finishes_within(20s, [] {
     pool p(with_workers(2));
