@@ -2,9 +2,7 @@
 // the calling thread's worker, spawning onto its deque, taking a spawned job back, and the
 // blocks of the groups' states.
 
-#include <array>    // for std::array
-#include <cstddef>  // for std::size_t
-#include <new>      // for ::operator new, ::operator delete
+#include <new>  // for ::operator delete
 
 #include "pool_core.hpp"
 #include "test_hooks.hpp"
@@ -14,41 +12,31 @@
 namespace tidepool::detail {
 namespace {
 
-// Trivially destructible, so it can still be read after this_thread_group_blocks is destroyed:
-// a group destroyed by a thread_local destroyed later must still be able to free its state.
-thread_local bool this_thread_group_blocks_destroyed = false;
+// Set once the blocks were handed back: the thread keeps none from then on.
+thread_local bool this_thread_group_state_blocks_released = false;
 
-// Blocks for task_group_state: fork-join code makes a group per call and destroys it on the same
-// thread, so a few blocks kept per thread serve nearly every group without malloc, whose
-// malloc+free pair would cost as much as the rest of a small group. A block freed on another
-// thread (an orphaned group's last task) joins that thread's blocks, or the heap if they are full.
-struct group_blocks {
-  static constexpr std::size_t capacity = 8;
-  std::array<void*, capacity> blocks;
-  std::size_t count = 0;
-  ~group_blocks() {
-    this_thread_group_blocks_destroyed = true;
-    while (count > 0) ::operator delete(blocks[--count]);
+// Hands the blocks this thread kept back to the heap at its exit; constructed (and so destroyed
+// at thread exit) when the thread keeps its first block.
+struct group_state_blocks_release {
+  ~group_state_blocks_release() {
+    group_state_blocks& kept = this_thread_group_state_blocks;
+    this_thread_group_state_blocks_released = true;
+    kept.keeping = false;  // a group destroyed after this (by a later thread_local) is freed
+    while (kept.count > 0) ::operator delete(kept.blocks[--kept.count]);
   }
 };
-thread_local group_blocks this_thread_group_blocks;
-
-// Under AddressSanitizer every state is a fresh allocation, so a use after free is reported
-// instead of hidden by reuse.
-bool group_blocks_usable() noexcept { return !address_sanitizer && !this_thread_group_blocks_destroyed; }
+thread_local group_state_blocks_release this_thread_group_state_blocks_release;
 
 }  // namespace
 
-void* task_group_state::operator new(std::size_t size) {
-  if (group_blocks_usable() && this_thread_group_blocks.count > 0) {
-    return this_thread_group_blocks.blocks[--this_thread_group_blocks.count];
-  }
-  return ::operator new(size);
-}
-
-void task_group_state::operator delete(void* block) noexcept {
-  if (group_blocks_usable() && this_thread_group_blocks.count < group_blocks::capacity) {
-    this_thread_group_blocks.blocks[this_thread_group_blocks.count++] = block;
+void free_group_state_block(void* block) noexcept {
+  group_state_blocks& kept = this_thread_group_state_blocks;
+  // Under AddressSanitizer every state is a fresh allocation, so a use after free is reported
+  // instead of hidden by reuse.
+  if (!address_sanitizer && !kept.keeping && !this_thread_group_state_blocks_released) {
+    static_cast<void>(&this_thread_group_state_blocks_release);  // constructs it, so it will run
+    kept.keeping = true;
+    kept.blocks[kept.count++] = block;  // the first block kept: count was 0
     return;
   }
   ::operator delete(block);

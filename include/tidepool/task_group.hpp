@@ -72,7 +72,10 @@ class task_group {
         executor_(&s),
         state_(std::make_unique<detail::task_group_state>(nullptr, &detail::subpool_access::owner(s))) {}
   ~task_group() {
-    if (detail::runs_task_of(*state_)) {  // from one of our own tasks: it cannot be waited for
+    // From one of our own tasks, which cannot be waited for. That task holds a unit of the
+    // count, so the walk over this thread's running tasks is needed only while some are pending
+    // (not after a wait(), the fork-join case).
+    if (!state_->pending().done() && detail::runs_task_of(*state_)) {
       state_.release()->orphan();
       return;
     }

@@ -12,12 +12,30 @@
 #include <cstddef>     // for std::size_t
 #include <exception>   // for std::exception_ptr
 #include <mutex>       // for std::mutex, std::lock_guard
+#include <new>         // for ::operator new
 #include <stop_token>  // for std::stop_source, std::stop_token
 
 #include "tidepool/detail/pending_count.hpp"
 #include "tidepool/detail/task_owner.hpp"
 
 namespace tidepool::detail {
+
+// Blocks for task_group_state, a few kept per thread: fork-join code makes a group per call and
+// destroys it on the same thread, where a malloc+free pair would cost as much as the rest of a
+// small group. Trivially destructible and constant-initialised, so that each use is one
+// thread-local access with no initialisation guard, inlined into the group's code, and so that
+// it can still be read after the thread's thread_local destructors ran. lib/fork_join.cpp has
+// the rest: the first block kept sets up their release at thread exit, and only then (never
+// under AddressSanitizer, which must see every use after free) blocks are kept.
+struct group_state_blocks {
+  static constexpr std::size_t capacity = 8;
+  void* blocks[capacity];
+  std::size_t count;
+  bool keeping;  // blocks freed here are kept (up to capacity)
+};
+inline constinit thread_local group_state_blocks this_thread_group_state_blocks{};
+// When not keeping, or full: keeps the block (setting up the release first) or frees it.
+void free_group_state_block(void* block) noexcept;
 
 // The owner of the group's tasks (task_owner.hpp): skips them once the group is cancelled, keeps
 // the first failure, and passes what happens on to the subpool the group submits to, if any.
@@ -29,10 +47,20 @@ class task_group_state final : public task_owner {
   task_group_state(const task_group_state&) = delete;
   task_group_state& operator=(const task_group_state&) = delete;
 
-  // From a few blocks kept per thread (lib/fork_join.cpp): a fork-join group per call must not
-  // cost a malloc and a free.
-  static void* operator new(std::size_t size);
-  static void operator delete(void* block) noexcept;
+  // From the blocks kept by this thread (group_state_blocks), if any.
+  static void* operator new(std::size_t size) {
+    group_state_blocks& kept = this_thread_group_state_blocks;
+    if (kept.count > 0) return kept.blocks[--kept.count];
+    return ::operator new(size);
+  }
+  static void operator delete(void* block) noexcept {
+    group_state_blocks& kept = this_thread_group_state_blocks;
+    if (kept.keeping && kept.count < group_state_blocks::capacity) {
+      kept.blocks[kept.count++] = block;
+      return;
+    }
+    free_group_state_block(block);
+  }
 
   [[nodiscard]] bool skips_unstarted() const noexcept override { return cancelled(); }
   void task_skipped() noexcept override {
