@@ -1,11 +1,46 @@
 // The non-template half of fork-join (include/tidepool/fork_join.hpp) and task groups: finding
-// the calling thread's worker, spawning onto its deque, and taking a spawned job back.
+// the calling thread's worker, spawning onto its deque, taking a spawned job back, and the
+// blocks of the groups' states.
+
+#include <new>  // for ::operator delete
 
 #include "pool_core.hpp"
+#include "test_hooks.hpp"
 #include "tidepool/fork_join.hpp"
 #include "tidepool/task_group.hpp"
 
 namespace tidepool::detail {
+namespace {
+
+// Set once the blocks were handed back: the thread keeps none from then on.
+thread_local bool this_thread_group_state_blocks_released = false;
+
+// Hands the blocks this thread kept back to the heap at its exit; constructed (and so destroyed
+// at thread exit) when the thread keeps its first block.
+struct group_state_blocks_release {
+  ~group_state_blocks_release() {
+    group_state_blocks& kept = this_thread_group_state_blocks;
+    this_thread_group_state_blocks_released = true;
+    kept.keeping = false;  // a group destroyed after this (by a later thread_local) is freed
+    while (kept.count > 0) ::operator delete(kept.blocks[--kept.count]);
+  }
+};
+thread_local group_state_blocks_release this_thread_group_state_blocks_release;
+
+}  // namespace
+
+void free_group_state_block(void* block) noexcept {
+  group_state_blocks& kept = this_thread_group_state_blocks;
+  // Under AddressSanitizer every state is a fresh allocation, so a use after free is reported
+  // instead of hidden by reuse.
+  if (!address_sanitizer && !kept.keeping && !this_thread_group_state_blocks_released) {
+    static_cast<void>(&this_thread_group_state_blocks_release);  // constructs it, so it will run
+    kept.keeping = true;
+    kept.blocks[kept.count++] = block;  // the first block kept: count was 0
+    return;
+  }
+  ::operator delete(block);
+}
 
 worker* worker_of(pool& p) noexcept { return pool_access::core(p).worker_of_this_thread(); }
 
@@ -22,7 +57,10 @@ bool spawn(worker& w, task_node* job) noexcept {
   // that wake-up takes microseconds, by which time our store is visible. If a job does go
   // unseen, it waits for the spawner or the next thief: parallelism lost, never the job — it is
   // on the spawner's own deque, and the spawner always joins it.
-  if (before <= 1) std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (before <= 1) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    test_hooks::at(test_hooks::point::after_spawn_fence);  // on the fenced path only: free elsewhere
+  }
   w.core.wake_one_if_needed(&w);
   return true;
 }

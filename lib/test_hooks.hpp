@@ -22,6 +22,9 @@ enum class point {
   after_external_accept,
   // subpool_core::submit: the task is in the subpool's queue, visible to its runners.
   after_subpool_enqueue,
+  // fork-join spawn (lib/fork_join.cpp), after the full fence that orders its push before its
+  // wake-up decision; reached only by the spawns that pay it. Must not throw (noexcept path).
+  after_spawn_fence,
 };
 
 using hook = void (*)(point);

@@ -15,6 +15,28 @@ namespace {
 
 thread_local worker* this_thread_worker = nullptr;
 
+// The owners of the tasks whose callables this thread is running or destroying, innermost
+// first: a record per such task on the stack (helping waits nest further tasks). Lets an owner's
+// destructor tell that it runs inside one of its own tasks, a capture owning it included, where
+// it must not wait for that task (runs_task_of, task_owner.hpp). Direct tasks push nothing.
+struct running_owner {
+  const task_owner* owner;
+  const running_owner* outer;
+};
+thread_local const running_owner* innermost_owner = nullptr;
+
+// `op` (run or cancel) on a node of `owner`, with the owner noted as running on this thread.
+void apply_noting_owner(task_node* node, task_op op, const task_owner* owner) noexcept {
+  if (owner == nullptr) {
+    node->ops(node, op);
+    return;
+  }
+  const running_owner record{owner, innermost_owner};
+  innermost_owner = &record;
+  node->ops(node, op);
+  innermost_owner = record.outer;
+}
+
 // How many tasks a worker takes from the global queue at once, into its inbox: one claim on the
 // global queue instead of one per task. Split among the workers (32 / W each, at least 1) because
 // it is also the start-order guarantee (pool.hpp): every worker may hold one batch, so a task
@@ -249,6 +271,13 @@ void publish(task_node* node, std::uint32_t outcome) noexcept {
 
 }  // namespace
 
+bool runs_task_of(const task_owner& owner) noexcept {
+  for (const running_owner* r = innermost_owner; r != nullptr; r = r->outer) {
+    if (r->owner == &owner) return true;
+  }
+  return false;
+}
+
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
   if (node->kind == task_kind::fork_join_job) {
     // Not a submitted task: not counted, holds no slot, owned by the spawner's stack frame.
@@ -290,7 +319,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   task_owner* const owner = node->owner == &direct_tasks_ ? nullptr : node->owner;
   if (cancelling_.load(std::memory_order_relaxed) || (owner != nullptr && owner->skips_unstarted())) {
     // Skipped: the pool's stop token fired, or its group failed or was stopped, before it started.
-    node->ops(node, task_op::cancel);
+    apply_noting_owner(node, task_op::cancel, owner);
     w.counters.cancelled.add();
     if (owner != nullptr) owner->task_skipped();
     if (holds_slot) release_slot();
@@ -308,7 +337,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
     started_at = steady_nanoseconds();
     w.queue_wait.record(started_at - submitted_at);
   }
-  node->ops(node, task_op::run);  // destroys the callable and its captures, whatever happens
+  apply_noting_owner(node, task_op::run, owner);  // destroys the callable and its captures, whatever happens
   if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);
 
   const bool failed = node->has_error();

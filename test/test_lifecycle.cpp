@@ -44,6 +44,8 @@ using namespace std::chrono_literals;
 using tidepool::pool;
 using tidepool::pool_options;
 using tidepool::subpool;
+using tidepool::task_group;
+using tidepool::pool_metrics;
 using tidepool::testing::finishes_within;
 using tidepool::testing::with_workers;
 
@@ -111,25 +113,32 @@ TEST(Lifecycle, ARefusedTaskHoldingTheLastReferenceToItsFullPoolDoesNotHang) {
 // ---------------------------------------------------------------------------------------------
 // Destructors called from the object's own task
 
+// `make(p)` creates, with new, an object (a subpool, a task_group) whose tasks run one at a time
+// on `p`, in submission order. One of its tasks deletes it, with tasks queued before and after.
+template <class Make>
+void delete_from_own_task_and_expect_every_accepted_task_ran(std::size_t workers, Make make) {
+  pool p(with_workers(workers));
+  std::atomic<int> ran{0};
+  std::latch gate(1);
+  std::latch deleted(1);
+  auto* owner = make(p);
+  owner->go([&] { gate.wait(); });  // holds the only slot until everything below is accepted
+  for (int i = 0; i < 20; ++i) owner->go([&] { ran.fetch_add(1); });
+  owner->go([&] {
+    delete owner;  // cannot wait for this very task
+    deleted.count_down();
+  });
+  for (int i = 0; i < 20; ++i) owner->go([&] { ran.fetch_add(1); });  // queued behind the delete
+  gate.count_down();
+  deleted.wait();
+  p.stop_and_wait();
+  EXPECT_EQ(ran.load(), 40);
+  EXPECT_EQ(p.metrics().succeeded, 42U);
+}
+
 TEST(Lifecycle, ASubpoolDeletedFromOneOfItsOwnTasksReturnsAndStillRunsEveryAcceptedTask) {
   EXPECT_TRUE(finishes_within(20s, [] {
-    pool p(with_workers(2));
-    std::atomic<int> ran{0};
-    std::latch gate(1);
-    std::latch deleted(1);
-    auto* sub = new subpool(p, 1);
-    sub->go([&] { gate.wait(); });  // holds the only slot until everything below is accepted
-    for (int i = 0; i < 20; ++i) sub->go([&] { ran.fetch_add(1); });
-    sub->go([&] {
-      delete sub;  // cannot wait for this very task
-      deleted.count_down();
-    });
-    for (int i = 0; i < 20; ++i) sub->go([&] { ran.fetch_add(1); });  // queued behind the delete
-    gate.count_down();
-    deleted.wait();
-    p.stop_and_wait();
-    EXPECT_EQ(ran.load(), 40);
-    EXPECT_EQ(p.metrics().succeeded, 42U);
+    delete_from_own_task_and_expect_every_accepted_task_ran(2, [](pool& p) { return new subpool(p, 1); });
   }));
 }
 
@@ -149,6 +158,68 @@ TEST(Lifecycle, ASubpoolWhoseLastOwnerIsItsOwnTaskIsFreedByItsLastTask) {
     }
     p.stop_and_wait();
     EXPECT_EQ(ran.load(), 100);
+  }));
+}
+
+TEST(Lifecycle, AGroupDeletedFromOneOfItsOwnTasksReturnsAndStillRunsEveryAcceptedTask) {
+  EXPECT_TRUE(finishes_within(20s, [] {
+    // One worker: the group's tasks, submitted from outside, start in submission order.
+    delete_from_own_task_and_expect_every_accepted_task_ran(1, [](pool& p) { return new task_group(p); });
+  }));
+}
+
+TEST(Lifecycle, AGroupWhoseLastOwnerIsItsOwnTaskIsFreedByItsLastTaskWhetherItRunsOrIsSkipped) {
+  EXPECT_TRUE(finishes_within(20s, [] {
+    pool p(with_workers(2));
+    std::atomic<int> ran{0};
+    auto running = std::make_shared<task_group>(p);
+    auto stopped = std::make_shared<task_group>(p);
+    stopped->stop();  // its tasks are skipped: their captures die in the skip
+    for (int i = 0; i < 50; ++i) {
+      running->go([&ran, keep = running] { ran.fetch_add(1); });
+      stopped->go([&ran, keep = stopped] { ran.fetch_add(1); });
+    }
+    // The groups' last owners are now their tasks' captures (LeakSanitizer checks that the
+    // last one to finish frees each group's state).
+    running.reset();
+    stopped.reset();
+    p.stop_and_wait();
+    EXPECT_EQ(ran.load(), 50);
+    const pool_metrics m = p.metrics();
+    EXPECT_EQ(m.succeeded, 50U);
+    EXPECT_EQ(m.cancelled, 50U);
+  }));
+}
+
+TEST(Lifecycle, AGroupOnASubpoolWhoseLastOwnerIsItsOwnTaskStillPassesEveryTaskOnToTheSubpool) {
+  EXPECT_TRUE(finishes_within(20s, [] {
+    pool p(with_workers(2));
+    std::atomic<int> ran{0};
+    {
+      subpool sub(p, 1);
+      auto group = std::make_shared<task_group>(sub);
+      for (int i = 0; i < 50; ++i) group->go([&ran, keep = group] { ran.fetch_add(1); });
+      group.reset();
+    }  // ~subpool waits for every task that the group passed on to it
+    EXPECT_EQ(ran.load(), 50);
+    p.stop_and_wait();
+    EXPECT_EQ(p.metrics().succeeded, 50U);
+  }));
+}
+
+TEST(Lifecycle, AForkJoinGroupWhoseLastOwnerIsItsOwnTaskDoesNotHang) {
+  EXPECT_TRUE(finishes_within(20s, [] {
+    pool p(with_workers(2));
+    std::atomic<int> ran{0};
+    p.submit([&] {
+      // From inside a task: the group's tasks go onto this worker's deque.
+      auto group = std::make_shared<task_group>(p);
+      for (int i = 0; i < 50; ++i) group->go([&ran, keep = group] { ran.fetch_add(1); });
+      group.reset();
+    }).get();
+    p.stop_and_wait();
+    EXPECT_EQ(ran.load(), 50);
+    EXPECT_EQ(p.metrics().succeeded, 51U);
   }));
 }
 

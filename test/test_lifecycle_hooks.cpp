@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <dirent.h>  // for opendir, readdir, closedir
 
+#include <array>         // for std::array
 #include <atomic>        // for std::atomic
 #include <cerrno>        // for EAGAIN
 #include <chrono>        // for std::chrono
@@ -163,6 +164,49 @@ TEST(LifecycleHooks, ASubpoolIsNotDestroyedUnderASubmitterStillInsideAfterItsTas
   sub.reset();  // must wait for the submitter's last touch (ASan: heap-use-after-free otherwise)
   EXPECT_TRUE(submit_returned.load()) << "the subpool was destroyed while its submitter was inside";
   submitter.join();
+}
+
+// Case 12 of issue 13. A spawn's wake-up decision reads the parking counters after its push, a
+// store→load order that only a full fence gives; fencing every spawn would cost fine-grained
+// fork-join too much, so only a spawn onto a deque that held at most one item pays it. Zero was
+// not enough: a thief may take the one item right after the spawner looked, then find the deque
+// empty (our push still in our store buffer) and park, while we, having seen it searching, wake
+// nobody: the spawned half waits for the spawner, parallelism lost. That reordering happens
+// inside the processor, so no hook can make it happen on demand; what a test can pin down is
+// the decision it depends on, at the very point: each spawn onto a deque that a thief could
+// empty under it (zero or one item) is fenced, and a spawn onto a deeper deque is not.
+thread_local int fenced_spawns = 0;
+void count_fenced_spawns(hooks::point p) {
+  if (p == hooks::point::after_spawn_fence) ++fenced_spawns;
+}
+
+TEST(LifecycleHooks, ASpawnOntoADequeHoldingOneItemThatAThiefMayTakeIsFencedForItsWakeUp) {
+  pool p(with_workers(1));  // no thief: the deque holds exactly what this task spawned
+  const installed_hook hook(&count_fenced_spawns);
+  std::array<int, 3> fenced_before{};
+  std::atomic<int> ran{0};
+  const auto leaf = [&] { ran.fetch_add(1); };
+  p.submit([&] {
+    fenced_spawns = 0;
+    tidepool::parallel_invoke(
+        p,
+        [&] {  // the deque holds the outer second half: one item
+          fenced_before[0] = fenced_spawns;
+          tidepool::parallel_invoke(
+              p,
+              [&] {  // two items now
+                fenced_before[1] = fenced_spawns;
+                tidepool::parallel_invoke(
+                    p, [&] { fenced_before[2] = fenced_spawns; }, leaf);
+              },
+              leaf);
+        },
+        leaf);
+  }).get();
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(fenced_before[0], 1);  // onto the empty deque
+  EXPECT_EQ(fenced_before[1], 2);  // onto one item: a thief may take it under us
+  EXPECT_EQ(fenced_before[2], 2);  // onto two items: a thief that takes one sees the other
 }
 
 }  // namespace

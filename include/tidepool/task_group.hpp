@@ -18,9 +18,10 @@
 //     helps (runs other tasks) instead of blocking, so nested groups never deadlock.
 //   * Submitting through a group to a stopped pool throws pool_stopped, as pool::submit does.
 //   * The destructor waits for the group's tasks (without rethrowing): tasks may refer to the
-//     group's frame. So it must not run inside one of the group's own tasks (a capture owning
-//     the group included): it would wait for that task forever. (Unlike pool and subpool, whose
-//     state outlives them, a group's state lives in the group object itself.)
+//     group's frame. Called from one of the group's own tasks (a capture owning the group, such
+//     as the last shared_ptr to it, included), it cannot wait for that task: it returns at once,
+//     and the group's accepted tasks still run (or are skipped, if the group was cancelled);
+//     the last of them frees the group's state, which lives on the heap for this reason.
 //   * A go() task's exception is the group's failure: wait() rethrows it; it does not reach the
 //     pool's on_unhandled_exception.
 //   * Start order. From a thread outside the pool, the group's tasks go to the pool's FIFO queue
@@ -31,6 +32,7 @@
 //     take the oldest. A task the deque has no room for runs at once on the submitting worker
 //     (counted in inline_runs), so recursion of any depth finishes.
 
+#include <memory>       // for std::unique_ptr, std::make_unique
 #include <stop_token>   // for std::stop_token
 #include <type_traits>  // for std::is_invocable_v, std::invoke_result_t
 #include <utility>      // for std::forward, std::move
@@ -60,18 +62,32 @@ auto bind_stop_token(F&& f, task_group_state& group) {
 
 class task_group {
  public:
-  explicit task_group(pool& p) noexcept
-      : submit_(&submit_to<pool>), executor_(&p), state_(&detail::pool_access::core(p), nullptr) {}
-  explicit task_group(subpool& s) noexcept
-      : submit_(&submit_to<subpool>), executor_(&s), state_(nullptr, &detail::subpool_access::owner(s)) {}
-  ~task_group() { detail::wait_until_done(state_.pending()); }
+  // May throw std::bad_alloc (the group's state is allocated).
+  explicit task_group(pool& p)
+      : submit_(&submit_to<pool>),
+        executor_(&p),
+        state_(std::make_unique<detail::task_group_state>(&detail::pool_access::core(p), nullptr)) {}
+  explicit task_group(subpool& s)
+      : submit_(&submit_to<subpool>),
+        executor_(&s),
+        state_(std::make_unique<detail::task_group_state>(nullptr, &detail::subpool_access::owner(s))) {}
+  ~task_group() {
+    // From one of our own tasks, which cannot be waited for. That task holds a unit of the
+    // count, so the walk over this thread's running tasks is needed only while some are pending
+    // (not after a wait(), the fork-join case).
+    if (!state_->pending().done() && detail::runs_task_of(*state_)) {
+      state_.release()->orphan();
+      return;
+    }
+    detail::wait_until_done(state_->pending());
+  }
 
   task_group(const task_group&) = delete;
   task_group& operator=(const task_group&) = delete;
 
   template <class F>
   [[nodiscard]] auto submit(F&& f) {
-    auto bound = detail::bind_stop_token(std::forward<F>(f), state_);
+    auto bound = detail::bind_stop_token(std::forward<F>(f), *state_);
     using result = std::invoke_result_t<decltype(bound)>;
     detail::task_node* n =
         detail::make_task_node<decltype(bound), result>(std::move(bound), detail::task_kind::with_handle);
@@ -81,19 +97,19 @@ class task_group {
 
   template <class F>
   void go(F&& f) {
-    auto bound = detail::bind_stop_token(std::forward<F>(f), state_);
+    auto bound = detail::bind_stop_token(std::forward<F>(f), *state_);
     add(detail::make_task_node<decltype(bound), void>(std::move(bound), detail::task_kind::fire_and_forget));
   }
 
   // Waits for every task of the group, then rethrows the group's first failure, if any.
   void wait() {
-    detail::wait_until_done(state_.pending());
-    if (state_.first_failure()) std::rethrow_exception(state_.first_failure());
+    detail::wait_until_done(state_->pending());
+    if (state_->first_failure()) std::rethrow_exception(state_->first_failure());
   }
 
-  void stop() noexcept { state_.cancel(); }
-  [[nodiscard]] bool stopped() const noexcept { return state_.cancelled(); }
-  [[nodiscard]] std::stop_token get_stop_token() { return state_.token(); }
+  void stop() noexcept { state_->cancel(); }
+  [[nodiscard]] bool stopped() const noexcept { return state_->cancelled(); }
+  [[nodiscard]] std::stop_token get_stop_token() { return state_->token(); }
 
  private:
   template <class Executor>
@@ -102,24 +118,24 @@ class task_group {
   }
 
   void add(detail::task_node* n) {
-    n->owner = &state_;
-    state_.task_added();
+    n->owner = state_.get();
+    state_->task_added();
     detail::submit_status status;
     try {
       status = submit_(executor_, n);
     } catch (...) {  // out of memory while queueing: the node is gone, so is its pending unit
-      state_.task_finished();
+      state_->task_finished();
       throw;
     }
     if (status != detail::submit_status::accepted) {
-      state_.task_finished();  // it never ran; the pool already destroyed and counted it
+      state_->task_finished();  // it never ran; the pool already destroyed and counted it
       detail::throw_if_refused(status);
     }
   }
 
   detail::submit_status (*submit_)(void*, detail::task_node*);
   void* executor_;  // the pool or subpool
-  detail::task_group_state state_;
+  std::unique_ptr<detail::task_group_state> state_;  // never null until orphaned
 };
 
 }  // namespace tidepool

@@ -2,16 +2,40 @@
 // What a task_group and its tasks share: how many tasks are unfinished (a pending_count, so a
 // finishing task never touches a group that its owner has destroyed), the group's cancellation
 // and stop source, and its first failure.
+//
+// Lifetime. On the heap (in a block cached per thread), owned by the task_group, which frees it
+// once its tasks are done. A task_group destroyed from one of its own tasks (a capture owning
+// the group included) cannot wait for that task: it orphans the state instead, and the task
+// whose release brings the pending count to zero frees it (as subpool_core does).
 
 #include <atomic>      // for std::atomic
+#include <cstddef>     // for std::size_t
 #include <exception>   // for std::exception_ptr
 #include <mutex>       // for std::mutex, std::lock_guard
+#include <new>         // for ::operator new
 #include <stop_token>  // for std::stop_source, std::stop_token
 
 #include "tidepool/detail/pending_count.hpp"
 #include "tidepool/detail/task_owner.hpp"
 
 namespace tidepool::detail {
+
+// Blocks for task_group_state, a few kept per thread: fork-join code makes a group per call and
+// destroys it on the same thread, where a malloc+free pair would cost as much as the rest of a
+// small group. Trivially destructible and constant-initialised, so that each use is one
+// thread-local access with no initialisation guard, inlined into the group's code, and so that
+// it can still be read after the thread's thread_local destructors ran. lib/fork_join.cpp has
+// the rest: the first block kept sets up their release at thread exit, and only then (never
+// under AddressSanitizer, which must see every use after free) blocks are kept.
+struct group_state_blocks {
+  static constexpr std::size_t capacity = 8;
+  void* blocks[capacity];
+  std::size_t count;
+  bool keeping;  // blocks freed here are kept (up to capacity)
+};
+inline constinit thread_local group_state_blocks this_thread_group_state_blocks{};
+// When not keeping, or full: keeps the block (setting up the release first) or frees it.
+void free_group_state_block(void* block) noexcept;
 
 // The owner of the group's tasks (task_owner.hpp): skips them once the group is cancelled, keeps
 // the first failure, and passes what happens on to the subpool the group submits to, if any.
@@ -22,6 +46,21 @@ class task_group_state final : public task_owner {
   ~task_group_state() = default;
   task_group_state(const task_group_state&) = delete;
   task_group_state& operator=(const task_group_state&) = delete;
+
+  // From the blocks kept by this thread (group_state_blocks), if any.
+  static void* operator new(std::size_t size) {
+    group_state_blocks& kept = this_thread_group_state_blocks;
+    if (kept.count > 0) return kept.blocks[--kept.count];
+    return ::operator new(size);
+  }
+  static void operator delete(void* block) noexcept {
+    group_state_blocks& kept = this_thread_group_state_blocks;
+    if (kept.keeping && kept.count < group_state_blocks::capacity) {
+      kept.blocks[kept.count++] = block;
+      return;
+    }
+    free_group_state_block(block);
+  }
 
   [[nodiscard]] bool skips_unstarted() const noexcept override { return cancelled(); }
   void task_skipped() noexcept override {
@@ -36,16 +75,23 @@ class task_group_state final : public task_owner {
     return true;  // a go() task's exception is the group's failure, for wait() to rethrow
   }
   void task_released() noexcept override {
-    task_owner* const next = next_;  // the group may be gone once task_finished() returns
-    task_finished();
+    task_owner* const next = next_;  // the group may be gone once pending_.finish() returns
+    if (pending_.finish()) delete this;  // orphaned, and this was the last task
     if (next != nullptr) next->task_released();  // a group never outlives its subpool
   }
 
   // Before the task can run anywhere.
   void task_added() noexcept { pending_.add(); }
 
-  // The last touch of a finishing (or cancelled) task. Record a failure first.
-  void task_finished() noexcept { pending_.finish(); }
+  // For a task the group's own submit gave up on (it never reached the pool), by the group
+  // itself, which is alive and so does not orphan the state meanwhile.
+  void task_finished() noexcept { static_cast<void>(pending_.finish()); }
+
+  // For the group's destructor running inside one of the group's own tasks (runs_task_of): that
+  // task holds a unit of the count until its task_released(), which is still to come and sees
+  // the flag, so the state is freed by that release or by a later task's.
+  void orphan() noexcept { pending_.abandon(); }
+
   // The first failure wins; it also cancels the group, so its unstarted tasks are skipped.
   void record_failure(const std::exception_ptr& error) noexcept {
     bool expected = false;

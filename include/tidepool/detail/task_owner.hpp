@@ -51,4 +51,8 @@ class task_owner {
   bool stays_local_;
 };
 
+// True while this thread runs, skips or destroys the callable of one of `owner`'s tasks (for an
+// owner's destructor: it cannot wait for that task). Defined in lib/worker.cpp.
+[[nodiscard]] bool runs_task_of(const task_owner& owner) noexcept;
+
 }  // namespace tidepool::detail
