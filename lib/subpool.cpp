@@ -205,26 +205,18 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
     return submit_status::stopped;
   }
   root_.sample_submit_time(node);  // accepted: its queue wait starts now
-  try {
-    queue_.enqueue(node);  // seq_cst: the Dekker with run_one's give-back (subpool_core.hpp)
-  } catch (...) {          // only std::bad_alloc, for a new segment
-    take_back();
-    throw;
-  }
-  test_hooks::at(test_hooks::point::after_subpool_enqueue);
-  start_runner_if_possible();
+  const bool took_slot = runners_.publish_then_try_take([&] {
+    try {
+      queue_.enqueue(node);  // seq_cst: the Dekker with run_one's give-back (runner_slots.hpp)
+    } catch (...) {          // only std::bad_alloc, for a new segment
+      take_back();
+      throw;
+    }
+    test_hooks::at(test_hooks::point::after_subpool_enqueue);
+  });
+  if (took_slot) send_runner();
   finish_pending();  // our unit: the last touch
   return submit_status::accepted;
-}
-
-void subpool_core::start_runner_if_possible() noexcept {
-  std::uint32_t running = runners_.load(std::memory_order_seq_cst);
-  while (running < max_concurrency_) {
-    if (runners_.compare_exchange_weak(running, running + 1, std::memory_order_seq_cst, std::memory_order_seq_cst)) {
-      send_runner();
-      return;
-    }
-  }
 }
 
 void subpool_core::send_runner() noexcept {
@@ -241,8 +233,7 @@ void subpool_core::send_runner() noexcept {
 
 void subpool_core::enqueue_runner(task_node* job) noexcept {
   pending_.add();  // held while the child's runner job waits in our queue or runs
-  queue_.enqueue(job);
-  start_runner_if_possible();
+  if (runners_.publish_then_try_take([&] { queue_.enqueue(job); })) send_runner();
 }
 
 void subpool_core::run_one() noexcept {
@@ -258,14 +249,9 @@ void subpool_core::run_one() noexcept {
     // The unit enqueue_runner took for it. Not our last touch: this runner's own unit remains.
     if (child_runner) pending_.finish();
   }
-  if (!queue_.empty_estimate()) {
-    send_runner();  // more to do: pass our slot on to a new runner job
-  } else {
-    // Give the slot back, then look once more: a submitter that found every slot taken relies
-    // on us to see its task.
-    runners_.fetch_sub(1, std::memory_order_seq_cst);
-    if (!queue_.empty_estimate()) start_runner_if_possible();
-  }
+  // Pass our slot on to a new runner job if there is more to do; else give it back and look
+  // once more (a submitter that found every slot in use relies on us to see its task).
+  if (runners_.pass_on_or_give_back([this] { return !queue_.empty_estimate(); })) send_runner();
   finish_pending();  // this runner job's unit: our last touch
 }
 

@@ -11,7 +11,8 @@
 // Invariant: while the queue is not empty, at least one runner job exists (queued or running).
 // A runner that finds more work passes its slot to a new runner job; one that finds none gives
 // its slot back and then looks at the queue once more (Dekker with submit(), which enqueues and
-// then tries to take a slot).
+// then tries to take a slot). Those decisions, with their memory-ordering argument, are
+// detail/runner_slots.hpp, model-checked by Relacy (test/relacy/models.cpp, subpool_hand_off).
 //
 // Counting: a task counts in its subpool, every ancestor subpool and the pool: submitted and
 // dropped at submission, started / succeeded / failed / cancelled by pool_core::execute, which
@@ -31,6 +32,7 @@
 
 #include "pool_core.hpp"
 #include "tidepool/detail/pending_count.hpp"
+#include "tidepool/detail/runner_slots.hpp"
 #include "tidepool/detail/segmented_queue.hpp"
 #include "tidepool/detail/task_owner.hpp"
 #include "tidepool/subpool.hpp"
@@ -89,7 +91,6 @@ class subpool_core final : public task_owner {
   void release_slot() noexcept;
   void refuse(task_node* node) noexcept;
   void count_dropped() noexcept;
-  void start_runner_if_possible() noexcept;
   void send_runner() noexcept;
   void finish_pending() noexcept;  // a last touch: may free an orphaned core
 
@@ -103,7 +104,7 @@ class subpool_core final : public task_owner {
   segmented_queue<task_node> queue_;
   counters_t counters_;
   pending_count pending_;
-  alignas(cache_line_size) std::atomic<std::uint32_t> runners_{0};
+  alignas(cache_line_size) runner_slots runners_{max_concurrency_};
   std::atomic<bool> stopping_{false};
 
   // Capacity (only with a bounded queue), as in pool_core.

@@ -1,12 +1,12 @@
 #pragma once
 // The one seam between the lock-free core and the memory model it runs on.
 //
-// The Chase–Lev deque, the segmented queue, the hazard-pointer domain and the parking handshake
-// spell their atomics `detail::atomic<T>` and their fences `detail::atomic_thread_fence` /
-// `atomic_signal_fence` (always qualified, so argument-dependent lookup cannot pick std's). In
-// every normal build these are std::atomic and std's fences themselves: aliases and
-// using-declarations, so the generated code is exactly what std::atomic gives (zero cost by
-// construction, not by optimisation).
+// The Chase–Lev deque, the segmented queue, the hazard-pointer domain, the parking handshake and
+// a subpool's runner slots spell their atomics `detail::atomic<T>` and their fences
+// `detail::atomic_thread_fence` / `atomic_signal_fence` (always qualified, so argument-dependent
+// lookup cannot pick std's). In every normal build these are std::atomic and std's fences
+// themselves: aliases and using-declarations, so the generated code is exactly what std::atomic
+// gives (zero cost by construction, not by optimisation).
 //
 // Compiled with TIDEPOOL_RELACY (test/relacy/ only), they become Relacy's modelled atomics and
 // fences (Dmitry Vyukov's Relacy Race Detector, Debian relacy-dev): the *real* headers then run
@@ -57,6 +57,9 @@ enum class mutant : int {
   parking_recheck_before_leaving_unparked,  // park: the last look at the queues comes before the announcement
   parking_wake_check_relaxed,               // submitter: searching/unparked read relaxed after a queue's RMW
   parking_recheck_without_fence,            // park: no fence between leaving unparked and the last look
+  subpool_no_recheck_after_give_back,  // runner: gives its slot back and does not look at the queue again
+  subpool_take_before_publish,         // submitter: tries to take a slot before its task is in the queue
+  subpool_take_slot_without_cas,       // submitter: takes a slot with a load and a store, not a CAS
 };
 
 #if !defined(TIDEPOOL_RELACY)
