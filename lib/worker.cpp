@@ -301,11 +301,15 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
 
 bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
   // Only a task of this very pool (counted here, holding a slot here), and not a subpool's: that
-  // would bypass the subpool's concurrency limit.
-  if (node->kind != task_kind::with_handle || node->owner == nullptr || node->owner->direct_pool() != this ||
-      !node->try_claim()) {
+  // would bypass the subpool's concurrency limit. The owner is read only while the task looks
+  // unstarted: once claimed, it may finish and its group be destroyed. (A task that starts, ends
+  // and whose group is destroyed between the load and the read is still possible in principle:
+  // the node does not hold its pool itself any more.)
+  if (node->kind != task_kind::with_handle || node->owner == nullptr ||
+      (node->state.load(std::memory_order_acquire) & claimed_bit) != 0) {
     return false;
   }
+  if ((node->owner != &direct_tasks_ && node->owner->direct_pool() != this) || !node->try_claim()) return false;
   // A reference for run_task to drop; the queue that still holds the node keeps its own, and
   // drops it when it hands the node out and finds it claimed. Our caller's handle keeps the
   // count above zero meanwhile.
