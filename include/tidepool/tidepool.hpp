@@ -7,6 +7,7 @@
 #include "tidepool/fork_join.hpp"   // for parallel_invoke, parallel_for, parallel_reduce
 #include "tidepool/metrics.hpp"     // for pool_metrics
 #include "tidepool/pool.hpp"        // for pool, pool_options, unbounded
+#include "tidepool/priority.hpp"    // for priority
 #include "tidepool/prometheus.hpp"  // for to_prometheus
 #include "tidepool/subpool.hpp"     // for subpool, subpool_options
 #include "tidepool/task.hpp"        // for task

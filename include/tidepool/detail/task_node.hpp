@@ -25,6 +25,7 @@
 #include <utility>      // for std::forward, std::move
 
 #include "tidepool/detail/task_owner.hpp"
+#include "tidepool/priority.hpp"
 
 namespace tidepool::detail {
 
@@ -75,6 +76,8 @@ inline constexpr std::size_t node_bytes(node_size s) noexcept {
 inline constexpr std::uint8_t flags_size_mask = 3;  // the node_size
 inline constexpr std::uint8_t flag_has_result = 4;  // the storage holds the result (destroy_result)
 inline constexpr std::uint8_t flag_has_error = 8;   // the storage holds an std::exception_ptr
+inline constexpr std::uint8_t flags_priority_shift = 4;  // two bits: the tidepool::priority
+inline constexpr std::uint8_t flags_priority_mask = 3 << flags_priority_shift;
 
 // The 24-byte header; the storage for the callable follows it (see task_node_storage). Once the
 // callable is destroyed, the same storage holds the result or the exception. The last 8 bytes of
@@ -95,6 +98,12 @@ struct task_node {
 
   [[nodiscard]] node_size size_class() const noexcept { return static_cast<node_size>(flags & flags_size_mask); }
   [[nodiscard]] std::size_t storage_size() const noexcept { return node_bytes(size_class()) - header_size; }
+  [[nodiscard]] tidepool::priority priority() const noexcept {
+    return static_cast<tidepool::priority>((flags & flags_priority_mask) >> flags_priority_shift);
+  }
+  void set_priority(tidepool::priority p) noexcept {
+    flags = static_cast<std::uint8_t>((flags & ~flags_priority_mask) | (static_cast<std::uint8_t>(p) << flags_priority_shift));
+  }
   // The storage starts right after the header, in the same allocation (task_node_storage).
   [[nodiscard]] std::byte* storage() noexcept { return reinterpret_cast<std::byte*>(this) + header_size; }
 
@@ -255,6 +264,7 @@ template <class F, class R, class Fn>
   }
   n->ops = &task_ops<F, R>;
   n->kind = kind;
+  n->set_priority(tidepool::priority::normal);
   n->owner = nullptr;
   n->clear_submit_time();
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
