@@ -76,7 +76,9 @@ inline constexpr std::size_t node_bytes(node_size s) noexcept {
 inline constexpr std::uint8_t flags_size_mask = 3;  // the node_size
 inline constexpr std::uint8_t flag_has_result = 4;  // the storage holds the result (destroy_result)
 inline constexpr std::uint8_t flag_has_error = 8;   // the storage holds an std::exception_ptr
-inline constexpr std::uint8_t flags_priority_shift = 4;  // two bits: the tidepool::priority
+// Two bits: the tidepool::priority, stored as its distance above `normal` modulo 3, so that the
+// zero bits of a fresh node (and of internal jobs, which never set them) mean `normal`.
+inline constexpr std::uint8_t flags_priority_shift = 4;
 inline constexpr std::uint8_t flags_priority_mask = 3 << flags_priority_shift;
 
 // The 24-byte header; the storage for the callable follows it (see task_node_storage). Once the
@@ -99,10 +101,12 @@ struct task_node {
   [[nodiscard]] node_size size_class() const noexcept { return static_cast<node_size>(flags & flags_size_mask); }
   [[nodiscard]] std::size_t storage_size() const noexcept { return node_bytes(size_class()) - header_size; }
   [[nodiscard]] tidepool::priority priority() const noexcept {
-    return static_cast<tidepool::priority>((flags & flags_priority_mask) >> flags_priority_shift);
+    const auto above_normal = static_cast<unsigned>((flags & flags_priority_mask) >> flags_priority_shift);
+    return static_cast<tidepool::priority>((above_normal + static_cast<unsigned>(priority::normal)) % priority_levels);
   }
   void set_priority(tidepool::priority p) noexcept {
-    flags = static_cast<std::uint8_t>((flags & ~flags_priority_mask) | (static_cast<std::uint8_t>(p) << flags_priority_shift));
+    const unsigned above_normal = (static_cast<unsigned>(p) + priority_levels - static_cast<unsigned>(priority::normal)) % priority_levels;
+    flags = static_cast<std::uint8_t>((flags & ~flags_priority_mask) | (above_normal << flags_priority_shift));
   }
   // The storage starts right after the header, in the same allocation (task_node_storage).
   [[nodiscard]] std::byte* storage() noexcept { return reinterpret_cast<std::byte*>(this) + header_size; }
@@ -264,7 +268,6 @@ template <class F, class R, class Fn>
   }
   n->ops = &task_ops<F, R>;
   n->kind = kind;
-  n->set_priority(tidepool::priority::normal);
   n->owner = nullptr;
   n->clear_submit_time();
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
