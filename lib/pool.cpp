@@ -3,7 +3,7 @@
 #include <limits.h>   // for PTHREAD_STACK_MIN
 #include <pthread.h>  // for pthread_atfork
 
-#include <algorithm>  // for std::max
+#include <algorithm>  // for std::max, std::min
 #include <mutex>      // for std::lock_guard
 #include <stdexcept>  // for std::invalid_argument
 #include <string>     // for std::to_string
@@ -184,19 +184,43 @@ pool_metrics pool_core::metrics() const {
   // Read in the reverse order of a task's life: finished, then started, then submitted. Each
   // later stage of a task is written after (and released after) its earlier stage, so whatever
   // we count as finished we also count as started and submitted: no gauge goes negative.
+  std::uint64_t skipped_at_level[priority_levels]{};
   for (const auto& w : workers_) {
     m.succeeded += w->counters.succeeded.read();
     m.failed += w->counters.failed.read();
     m.cancelled += w->counters.cancelled.read();
+    for (unsigned level = 0; level < priority_levels; ++level) skipped_at_level[level] += w->counters.skipped_at_level[level].read();
   }
   std::uint64_t started = 0;
-  for (const auto& w : workers_) started += w->counters.started.read();
+  for (const auto& w : workers_) {
+    started += w->counters.started.read();
+    for (unsigned level = 0; level < priority_levels; ++level) m.levels[level].started += w->counters.started_at_level[level].read();
+  }
   const std::uint64_t external = external_.accepted();
   m.submitted = external;
-  for (const auto& w : workers_) m.submitted += w->counters.submitted.read();
+  std::uint64_t submitted_at_level[priority_levels]{};
+  for (const auto& w : workers_) {
+    m.submitted += w->counters.submitted.read();
+    for (unsigned level = 0; level < priority_levels; ++level) submitted_at_level[level] += w->counters.submitted_at_level[level].read();
+  }
+  for (unsigned level = 0; level < priority_levels; ++level) submitted_at_level[level] += external_.accepted_at_level(level);
   m.dropped = dropped_.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
   m.waiting = m.submitted - started - m.cancelled;
+  // Only the levels other than normal are counted per level: normal has what they leave. The
+  // per-level counts are relaxed on the submitting side (submission.cpp), so a level's waiting
+  // is clamped at zero rather than trusted to the same read order.
+  m.levels[normal_level].started = started;
+  m.levels[normal_level].waiting = m.waiting;
+  for (unsigned level = 0; level < priority_levels; ++level) {
+    if (level == normal_level) continue;
+    const std::uint64_t left = m.levels[level].started + skipped_at_level[level];
+    m.levels[level].waiting = submitted_at_level[level] > left ? submitted_at_level[level] - left : 0;
+    m.levels[level].waiting = std::min(m.levels[level].waiting, m.levels[normal_level].waiting);
+    m.levels[level].started = std::min(m.levels[level].started, m.levels[normal_level].started);
+    m.levels[normal_level].waiting -= m.levels[level].waiting;
+    m.levels[normal_level].started -= m.levels[level].started;
+  }
 
   for (const auto& w : workers_) {
     const auto& c = w->counters;
@@ -219,6 +243,7 @@ pool_metrics pool_core::metrics() const {
   for (const auto& w : workers_) {
     w->queue_wait.add_to(m.queue_wait);
     w->run_time.add_to(m.run_time);
+    for (unsigned level = 0; level < priority_levels; ++level) w->queue_wait_at_level[level].add_to(m.levels[level].queue_wait);
   }
   m.latency_sample_every = options_.latency_sample_every;
 

@@ -42,7 +42,7 @@
 #include "tidepool/detail/task_owner.hpp"
 #include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
-#include "global_queue.hpp"
+#include "priority_queues.hpp"
 #include "worker_thread.hpp"
 
 namespace tidepool::detail {
@@ -104,6 +104,8 @@ class external_submissions {
   struct alignas(cache_line_size) shard {
     std::atomic<std::uint64_t> accepted{0};
     std::atomic<std::uint64_t> accepted_for_subpools{0};  // of `accepted`: metrics only
+    // Of `accepted`, per priority level (metrics only; `normal` is what the others leave).
+    std::atomic<std::uint64_t> accepted_at_level[priority_levels]{};
     // Threads inside submit() now. A submitter still touches the pool after its task is
     // published (hazard release, wake-up), and that task may be the one that destroys the pool:
     // shutdown() waits for every shard to reach zero before the core can go away.
@@ -121,6 +123,11 @@ class external_submissions {
   [[nodiscard]] std::uint64_t accepted_for_subpools() const noexcept {
     std::uint64_t sum = 0;
     for (const shard& s : shards_) sum += s.accepted_for_subpools.load(std::memory_order_relaxed);
+    return sum;
+  }
+  [[nodiscard]] std::uint64_t accepted_at_level(unsigned level) const noexcept {
+    std::uint64_t sum = 0;
+    for (const shard& s : shards_) sum += s.accepted_at_level[level].load(std::memory_order_relaxed);
     return sum;
   }
   [[nodiscard]] bool anyone_inside() const noexcept {
@@ -157,6 +164,10 @@ struct alignas(cache_line_size) worker {
   // to trust. Never holds more than one batch.
   chase_lev_deque<task_node> inbox{inbox_capacity};
   static constexpr std::size_t inbox_capacity = 64;
+  // The priority level of the batch in the inbox: written by the owner before it pushes a batch,
+  // read by thieves as a hint (a stale read makes a thief take a task of another level, never
+  // lose one).
+  std::atomic<unsigned> inbox_level{normal_level};
   // Every this many starts, a worker first takes the oldest submitted task in sight (its inbox,
   // then the global queue) before its own fork-join work. Go's scheduler uses 61 for the same
   // purpose: prime, so it does not fall into step with periodic task patterns, and rare enough
@@ -179,9 +190,16 @@ struct alignas(cache_line_size) worker {
     owned_counter inline_runs;
     owned_counter parks;
     owned_counter wakeups;
+    // Per priority level, only while levels other than normal are in use (metrics: a level's
+    // waiting tasks are what was accepted at that level and neither started nor skipped).
+    owned_counter submitted_at_level[priority_levels];
+    owned_counter started_at_level[priority_levels];
+    owned_counter skipped_at_level[priority_levels];
   } counters;
   owned_histogram queue_wait;  // sampled tasks' submit → start
   owned_histogram run_time;    // sampled tasks' start → end
+  owned_histogram queue_wait_at_level[priority_levels];
+  level_rule levels;  // which priority level this worker serves next (priority_queues.hpp)
   std::uint32_t until_fair_take = fair_take_interval;  // counts down the starts between fair takes
   std::uint64_t rng_state;      // picks the first steal victim
   std::size_t help_depth = 0;   // helping waits nested on this thread's stack now
@@ -252,8 +270,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   submit_status submit_from_worker(worker& self, task_node* node, bool may_block);
   // For subpools: count a task they accepted as submitted here too; false (nothing counted) if
   // this pool is stopping. uncount_accepted takes a count back whose task never got queued.
-  [[nodiscard]] bool count_accepted(worker* self) noexcept;
-  void uncount_accepted(worker* self) noexcept;
+  [[nodiscard]] bool count_accepted(worker* self, priority level) noexcept;
+  void uncount_accepted(worker* self, priority level) noexcept;
   void count_dropped() noexcept { dropped_.fetch_add(1, std::memory_order_relaxed); }
   // Stamps every latency_sample_every-th node submitted by this thread with the time.
   void sample_submit_time(task_node* node) const noexcept;
@@ -310,12 +328,20 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void refuse(task_node* node) noexcept;
   submit_status submit_external(external_submissions::shard& mine, task_node* node, bool may_block);
   // Undoes the count of an external submission that could not be queued, and counts it dropped.
-  void take_back(external_submissions::shard& mine) noexcept;
+  void take_back(external_submissions::shard& mine, priority level) noexcept;
+  // Per-level submission counts, kept for the levels other than normal only (metrics).
+  static void count_at_level(external_submissions::shard& mine, priority level, bool add) noexcept;
+  static void count_at_level(worker& self, priority level, bool add) noexcept;
   void schedule(worker* self, task_node* node);
   void report_unhandled(std::exception_ptr error) noexcept;
   // One task from another worker's inbox or deque (`source`), oldest first; null if none.
-  [[nodiscard]] task_node* steal_for(worker& w, chase_lev_deque<task_node> worker::*source) noexcept;
-  [[nodiscard]] task_node* take_global(worker& w) noexcept;
+  // `only_level`: from inboxes holding that priority level only.
+  [[nodiscard]] task_node* steal_for(worker& w, chase_lev_deque<task_node> worker::*source,
+                                     unsigned only_level = any_level) noexcept;
+  static constexpr unsigned any_level = priority_levels;
+  [[nodiscard]] task_node* take_global(worker& w, unsigned level) noexcept;
+  [[nodiscard]] task_node* take_by_priority(worker& w) noexcept;
+  [[nodiscard]] task_node* take_at_level(worker& w, unsigned level) noexcept;
   [[nodiscard]] static task_node* take_inbox(worker& w) noexcept;
   [[nodiscard]] task_node* take_oldest_submitted(worker& w) noexcept;
   [[nodiscard]] static bool fair_take_due(worker& w) noexcept;
@@ -333,7 +359,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   const pool_options options_;
   const std::uint32_t fork_generation_;  // the process's fork generation when created (pool.cpp)
   worker_slots workers_;
-  global_queue global_;
+  priority_queues global_;
   std::atomic<std::size_t> slot_limit_;  // workers + queue_capacity, or unbounded
 
   // Resizing (pool.cpp). running_workers_ counts threads in the worker loop, retiring ones

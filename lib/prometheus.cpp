@@ -46,20 +46,42 @@ std::string number(double value) {
   return std::string(text, result.ptr);
 }
 
-// A histogram in seconds: cumulative `_bucket{le="..."}` lines ending with +Inf, then `_sum` and
-// `_count` (equal to the +Inf bucket).
-void append_histogram(std::string& out, std::string_view prefix, std::string_view name, std::string_view help,
-                      const latency_histogram& h) {
-  const std::string full = describe(out, prefix, name, "_seconds", "histogram", help);
+// The samples of a histogram in seconds: cumulative `_bucket{le="..."}` lines ending with +Inf,
+// then `_sum` and `_count` (equal to the +Inf bucket). `labels`: more labels, each followed by a
+// comma (`priority="high",`), for one member of a labelled family.
+void append_histogram_samples(std::string& out, const std::string& full, std::string_view labels,
+                              const latency_histogram& h) {
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < latency_histogram::bucket_count; ++i) {
     cumulative += h.buckets[i];
     const bool last = i + 1 == latency_histogram::bucket_count;
     const std::string le = last ? "+Inf" : number(static_cast<double>(latency_histogram::upper_bound_ns(i)) / 1e9);
-    out += full + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) + '\n';
+    out += full + "_bucket{" + std::string(labels) + "le=\"" + le + "\"} " + std::to_string(cumulative) + '\n';
   }
-  out += full + "_sum " + number(static_cast<double>(h.sum_ns) / 1e9) + '\n';
-  out += full + "_count " + std::to_string(cumulative) + '\n';
+  std::string braces;
+  if (!labels.empty()) braces = '{' + std::string(labels.substr(0, labels.size() - 1)) + '}';
+  out += full + "_sum" + braces + ' ' + number(static_cast<double>(h.sum_ns) / 1e9) + '\n';
+  out += full + "_count" + braces + ' ' + std::to_string(cumulative) + '\n';
+}
+
+void append_histogram(std::string& out, std::string_view prefix, std::string_view name, std::string_view help,
+                      const latency_histogram& h) {
+  append_histogram_samples(out, describe(out, prefix, name, "_seconds", "histogram", help), "", h);
+}
+
+constexpr std::string_view priority_names[priority_levels] = {"low", "normal", "high"};
+
+std::string priority_label(unsigned level) { return "priority=\"" + std::string(priority_names[level]) + '"'; }
+
+// One sample per priority level of a labelled counter or gauge family.
+template <class Value>
+void append_by_priority(std::string& out, std::string_view prefix, std::string_view name, kind k, std::string_view help,
+                        const pool_metrics& m, Value value) {
+  const bool counter = k == kind::counter;
+  const std::string full = describe(out, prefix, name, counter ? "_total" : "", counter ? "counter" : "gauge", help);
+  for (unsigned level = 0; level < priority_levels; ++level) {
+    out += full + '{' + priority_label(level) + "} " + std::to_string(value(m.levels[level])) + '\n';
+  }
 }
 
 }  // namespace
@@ -69,7 +91,7 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
     throw std::invalid_argument("tidepool::to_prometheus: '" + std::string(prefix) + "' is not a valid metric name");
   }
   std::string out;
-  out.reserve(12288);
+  out.reserve(24576);
   append(out, prefix, "tasks_submitted", kind::counter, "Tasks accepted.", m.submitted);
   append(out, prefix, "tasks_succeeded", kind::counter, "Tasks that returned normally.", m.succeeded);
   append(out, prefix, "tasks_failed", kind::counter, "Tasks that threw.", m.failed);
@@ -96,6 +118,16 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
          m.latency_sample_every);
   append_histogram(out, prefix, "queue_wait", "Sampled tasks' time from submission to start.", m.queue_wait);
   append_histogram(out, prefix, "run_time", "Sampled tasks' time from start to end.", m.run_time);
+  using level = pool_metrics::level_metrics;
+  append_by_priority(out, prefix, "tasks_waiting_by_priority", kind::gauge, "Accepted tasks not started yet, per priority.",
+                     m, [](const level& l) { return l.waiting; });
+  append_by_priority(out, prefix, "tasks_started_by_priority", kind::counter, "Tasks started, per priority.", m,
+                     [](const level& l) { return l.started; });
+  const std::string full = describe(out, prefix, "queue_wait_by_priority", "_seconds", "histogram",
+                                    "Sampled tasks' time from submission to start, per priority.");
+  for (unsigned level = 0; level < priority_levels; ++level) {
+    append_histogram_samples(out, full, priority_label(level) + ',', m.levels[level].queue_wait);
+  }
   return out;
 }
 

@@ -118,9 +118,10 @@ submit_status pool_core::submit_external(external_submissions::shard& mine, task
   // the count, so either it sees this task and waits for it, or we see the stop and take the
   // task back.
   mine.accepted.fetch_add(1, std::memory_order_seq_cst);
+  count_at_level(mine, node->priority(), /*add=*/true);
   test_hooks::at(test_hooks::point::after_external_accept);
   if (stopping_.load(std::memory_order_seq_cst)) {
-    take_back(mine);
+    take_back(mine, node->priority());
     return submit_status::stopped;
   }
   sample_submit_time(node);  // accepted: its queue wait starts now
@@ -128,7 +129,7 @@ submit_status pool_core::submit_external(external_submissions::shard& mine, task
   try {
     schedule(nullptr, node);
   } catch (...) {  // only std::bad_alloc, for a new queue segment
-    take_back(mine);
+    take_back(mine, node->priority());
     throw;
   }
   return submit_status::accepted;
@@ -147,6 +148,7 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
   // A task of ours is running on this thread, so stop_and_wait cannot finish before it does,
   // and it reads our count after the task's own finish: no fence needed against stop().
   self.counters.submitted.add();
+  count_at_level(self, node->priority(), /*add=*/true);
   sample_submit_time(node);  // accepted: its queue wait starts now
   if (node->owner == nullptr) node->owner = &direct_tasks_;  // a group's task keeps its group
   if (admitted == admission::run_inline) {
@@ -158,6 +160,7 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
     schedule(&self, node);
   } catch (...) {  // only std::bad_alloc, for a new queue segment on overflow: take it back
     self.counters.submitted.subtract();
+    count_at_level(self, node->priority(), /*add=*/false);
     release_slot();
     refuse(node);
     throw;
@@ -165,11 +168,12 @@ submit_status pool_core::submit_from_worker(worker& self, task_node* node, bool 
   return submit_status::accepted;
 }
 
-bool pool_core::count_accepted(worker* self) noexcept {
+bool pool_core::count_accepted(worker* self, priority level) noexcept {
   if (self != nullptr) {
     // As in submit_from_worker: the running task keeps stop_and_wait from finishing first.
     if (stopping_.load(std::memory_order_acquire)) return false;
     self->counters.submitted.add();
+    count_at_level(*self, level, /*add=*/true);
     return true;
   }
   // As in submit: count, then check, both seq_cst, against stop_and_wait's set-then-read.
@@ -182,21 +186,47 @@ bool pool_core::count_accepted(worker* self) noexcept {
   }
   // Not through the global queue (the subpool's own): metrics tell the two apart.
   mine.accepted_for_subpools.fetch_add(1, std::memory_order_relaxed);
+  count_at_level(mine, level, /*add=*/true);
   return true;
 }
 
-void pool_core::uncount_accepted(worker* self) noexcept {
+void pool_core::uncount_accepted(worker* self, priority level) noexcept {
   if (self != nullptr) {
     self->counters.submitted.subtract();
+    count_at_level(*self, level, /*add=*/false);
   } else {
     external_submissions::shard& mine = external_.of_this_thread();
     mine.accepted_for_subpools.fetch_sub(1, std::memory_order_relaxed);
+    count_at_level(mine, level, /*add=*/false);
     mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
     notify_drain();
   }
 }
 
-void pool_core::take_back(external_submissions::shard& mine) noexcept {
+void pool_core::count_at_level(external_submissions::shard& mine, priority level, bool add) noexcept {
+  if (level == priority::normal) return;
+  // relaxed: the enqueue that follows publishes it to the worker that starts the task, whose
+  // release of its own count orders both before a metrics reader's acquire.
+  auto& count = mine.accepted_at_level[level_of(level)];
+  if (add) {
+    count.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    count.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void pool_core::count_at_level(worker& self, priority level, bool add) noexcept {
+  if (level == priority::normal) return;
+  owned_counter& count = self.counters.submitted_at_level[level_of(level)];
+  if (add) {
+    count.add();
+  } else {
+    count.subtract();
+  }
+}
+
+void pool_core::take_back(external_submissions::shard& mine, priority level) noexcept {
+  count_at_level(mine, level, /*add=*/false);
   mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
   release_slot();
   count_dropped();

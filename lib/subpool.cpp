@@ -175,7 +175,7 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
     return refusal;
   }
   // The pool counts it first (and refuses it if it is stopping: see pool_core::count_accepted).
-  if (!root_.count_accepted(self)) {
+  if (!root_.count_accepted(self, node->priority())) {
     release_slot();
     refuse(node);
     return submit_status::stopped;
@@ -190,7 +190,7 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
   pending_.add();
   const auto take_back = [&] {
     for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.submitted.fetch_sub(1, std::memory_order_release);
-    root_.uncount_accepted(self);
+    root_.uncount_accepted(self, node->priority());
     release_slot();
     count_dropped();
     pending_.finish();  // the task's unit

@@ -165,19 +165,28 @@ bool pool_core::retire(worker& w, task_node* found) noexcept {
 // max_help_depth helping waits deep runs only its own deque until it unwinds (waiting.cpp), so
 // the bound then rests on the other workers.
 
-task_node* pool_core::take_global(worker& w) noexcept {
+task_node* pool_core::take_global(worker& w, unsigned level) noexcept {
+  // With priorities in use, a worker may take a task of one level while its inbox holds a batch of
+  // another: then it takes that one task only, and the inbox keeps its single batch.
+  if (!w.inbox.empty_estimate()) {
+    task_node* one = nullptr;
+    if (global_.try_dequeue_bulk(level, &one, 1) == 0) return nullptr;
+    w.counters.global_pops.add();
+    return one;
+  }
   // The first task runs now; the rest go into our inbox, oldest at the top, where we and the
-  // other workers take them in order. Called only with an empty inbox, which thieves can only
-  // shrink, so the batch fits.
+  // other workers take them in order. Our inbox is empty, and thieves can only shrink it, so the
+  // batch fits.
   std::array<task_node*, max_batch_total> batch;
   const std::size_t share = max_batch_total / std::max<std::size_t>(target_workers_.load(std::memory_order_relaxed), 1);
-  const std::size_t count = global_.try_dequeue_bulk(batch.data(), std::max<std::size_t>(share, 1));
+  const std::size_t count = global_.try_dequeue_bulk(level, batch.data(), std::max<std::size_t>(share, 1));
   if (count == 0) return nullptr;
   w.counters.global_pops.add(count);
-  for (std::size_t i = 1; i < count; ++i) {
-    if (!w.inbox.push(batch[i])) std::abort();  // cannot happen: see above
-  }
   if (count > 1) {
+    w.inbox_level.store(level, std::memory_order_relaxed);  // a hint for thieves, see worker
+    for (std::size_t i = 1; i < count; ++i) {
+      if (!w.inbox.push(batch[i])) std::abort();  // cannot happen: see above
+    }
     // More than we can run at once: maybe someone can help. The pushes are plain stores; the
     // wake-up decision reads the parking counters: store→load needs the fence (parking.cpp).
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -198,12 +207,45 @@ task_node* pool_core::take_inbox(worker& w) noexcept {
 }
 
 task_node* pool_core::take_oldest_submitted(worker& w) noexcept {
+  // Until a level other than normal is used, every submitted task is normal: skip the levels.
+  if (global_.prioritised()) return take_by_priority(w);
   if (task_node* t = take_inbox(w)) return t;
   if (task_node* t = steal_for(w, &worker::inbox)) return t;
-  return take_global(w);
+  return take_global(w, normal_level);
 }
 
-task_node* pool_core::steal_for(worker& w, chase_lev_deque<task_node> worker::*source) noexcept {
+// The oldest task of the level the level rule picks (priority_queues.hpp), or, if that level ran
+// dry meanwhile, of the highest other level in sight. What is in sight: the global queue of each
+// level and every worker's inbox, a scan of W inboxes per start that only pools using priorities
+// pay.
+task_node* pool_core::take_by_priority(worker& w) noexcept {
+  unsigned waiting = global_.waiting_levels();
+  for (const auto& other : workers_) {
+    if (!other->inbox.empty_estimate()) waiting |= level_bit(other->inbox_level.load(std::memory_order_relaxed));
+  }
+  if (waiting == 0) return nullptr;
+  unsigned level = w.levels.pick(waiting);
+  task_node* t = take_at_level(w, level);
+  for (unsigned other = highest_level + 1; t == nullptr && other-- > 0;) {
+    if (other == level || (waiting & level_bit(other)) == 0) continue;
+    t = take_at_level(w, other);
+    if (t != nullptr) level = other;
+  }
+  if (t != nullptr) w.levels.started(level, waiting);
+  return t;
+}
+
+// Within a level, oldest first: the tasks in inboxes were submitted before those still in the
+// level's global queue.
+task_node* pool_core::take_at_level(worker& w, unsigned level) noexcept {
+  if (w.inbox_level.load(std::memory_order_relaxed) == level) {
+    if (task_node* t = take_inbox(w)) return t;
+  }
+  if (task_node* t = steal_for(w, &worker::inbox, level)) return t;
+  return take_global(w, level);
+}
+
+task_node* pool_core::steal_for(worker& w, chase_lev_deque<task_node> worker::*source, unsigned only_level) noexcept {
   const std::size_t n = workers_.size();
   if (n < 2) return nullptr;
   // xorshift: cheap, and different workers start their rounds at different victims.
@@ -214,6 +256,7 @@ task_node* pool_core::steal_for(worker& w, chase_lev_deque<task_node> worker::*s
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *workers_[(first + i) % n];
     if (&victim == &w) continue;
+    if (only_level != any_level && victim.inbox_level.load(std::memory_order_relaxed) != only_level) continue;
     chase_lev_deque<task_node>& queue = victim.*source;
     // Relaxed reads of two indices: skip steal()'s fence for a victim with nothing to take.
     if (queue.empty_estimate()) continue;
@@ -325,6 +368,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
     // Skipped: the pool's stop token fired, or its group failed or was stopped, before it started.
     apply_noting_owner(node, task_op::cancel, owner);
     w.counters.cancelled.add();
+    if (node->priority() != priority::normal) w.counters.skipped_at_level[level_of(node->priority())].add();
     if (owner != nullptr) owner->task_skipped();
     if (holds_slot) release_slot();
     if (node->kind == task_kind::with_handle) publish(node, outcome_cancelled);
@@ -334,12 +378,15 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   }
 
   w.counters.started.add();
+  const priority level = node->priority();
+  if (level != priority::normal) w.counters.started_at_level[level_of(level)].add();
   if (owner != nullptr) owner->task_started();
   const std::uint64_t submitted_at = node->submit_time();
   std::uint64_t started_at = 0;
   if (submitted_at != 0) {
     started_at = steady_nanoseconds();
     w.queue_wait.record(started_at - submitted_at);
+    w.queue_wait_at_level[level_of(level)].record(started_at - submitted_at);
   }
   apply_noting_owner(node, task_op::run, owner);  // destroys the callable and its captures, whatever happens
   if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);

@@ -90,14 +90,23 @@ parsed parse(const std::string& text) {
       const std::string histogram = histogram_of(p, name, part);
       if (histogram.empty()) {
         EXPECT_TRUE(p.type.contains(name)) << "TYPE before the sample: " << line;
-        EXPECT_TRUE(labels.empty()) << line;
-        p.value[name] = v;
+        // A labelled family: each member under name{labels}, and the family under its name
+        // with the sum of its members.
+        if (labels.empty()) {
+          p.value[name] = v;
+        } else {
+          p.value[name + '{' + labels + '}'] = v;
+          p.value[name] += v;
+        }
       } else if (part == "_bucket") {
-        EXPECT_TRUE(labels.starts_with("le=\"") && labels.ends_with("\"")) << line;
-        p.histograms[histogram].buckets.emplace_back(labels.substr(4, labels.size() - 5), v);
+        // le last; what comes before it names one member of a labelled family.
+        const std::size_t le = labels.rfind("le=\"");
+        EXPECT_TRUE(le != std::string::npos && labels.ends_with("\"")) << line;
+        const std::string member = le == 0 ? histogram : histogram + '{' + labels.substr(0, le - 1) + '}';
+        p.histograms[member].buckets.emplace_back(labels.substr(le + 4, labels.size() - le - 5), v);
       } else {
-        EXPECT_TRUE(labels.empty()) << line;
-        (part == "_sum" ? p.histograms[histogram].sum : p.histograms[histogram].count) = v;
+        const std::string member = labels.empty() ? histogram : histogram + '{' + labels + '}';
+        (part == "_sum" ? p.histograms[member].sum : p.histograms[member].count) = v;
       }
     }
   }
@@ -163,6 +172,22 @@ TEST(Prometheus, HistogramsAreCumulativeInSecondsAndEndWithInf) {
   const histogram_samples& run = p.histograms.at("app_run_time_seconds");
   EXPECT_EQ(run.buckets[run.buckets.size() - 2].second, 1) << "2^40 ns is above the last finite bound";
   EXPECT_EQ(run.count, 2);
+}
+
+TEST(Prometheus, PerPriorityFiguresAreFamiliesWithOneMemberPerLevel) {
+  tidepool::pool_metrics m;
+  m.levels[static_cast<int>(tidepool::priority::high)].waiting = 3;
+  m.levels[static_cast<int>(tidepool::priority::low)].started = 5;
+  m.levels[static_cast<int>(tidepool::priority::high)].queue_wait.record(3'000);
+  const parsed p = parse(tidepool::to_prometheus(m, "app"));
+  EXPECT_EQ(p.value.at("app_tasks_waiting_by_priority{priority=\"high\"}"), 3);
+  EXPECT_EQ(p.value.at("app_tasks_waiting_by_priority{priority=\"low\"}"), 0);
+  EXPECT_EQ(p.value.at("app_tasks_started_by_priority_total{priority=\"low\"}"), 5);
+  for (const char* level : {"low", "normal", "high"}) {
+    expect_well_formed(p, std::string("app_queue_wait_by_priority_seconds{priority=\"") + level + "\"}");
+  }
+  EXPECT_EQ(p.histograms.at("app_queue_wait_by_priority_seconds{priority=\"high\"}").count, 1);
+  EXPECT_EQ(p.histograms.at("app_queue_wait_by_priority_seconds{priority=\"normal\"}").count, 0);
 }
 
 TEST(Prometheus, LiveMetricsOfAPoolExpose) {

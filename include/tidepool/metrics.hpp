@@ -1,9 +1,11 @@
 #pragma once
 // A snapshot of a pool's counters.
 
+#include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint64_t
 
 #include "tidepool/latency_histogram.hpp"
+#include "tidepool/priority.hpp"
 
 namespace tidepool {
 
@@ -53,6 +55,17 @@ struct pool_metrics {
   latency_histogram queue_wait;
   latency_histogram run_time;
   std::uint32_t latency_sample_every = 0;  // the pool's option: 1 in N tasks is timed (0: none)
+
+  // The same, per priority level, indexed by tidepool::priority (at_level(priority::high)). The
+  // levels' waiting and started add up to the totals above; a subpool's own metrics leave these
+  // empty, its tasks being counted in its root pool's.
+  struct level_metrics {
+    std::uint64_t waiting = 0;
+    std::uint64_t started = 0;
+    latency_histogram queue_wait;
+  };
+  level_metrics levels[priority_levels];
+  [[nodiscard]] const level_metrics& at_level(priority p) const noexcept { return levels[static_cast<std::size_t>(p)]; }
 
   [[nodiscard]] std::uint64_t completed() const noexcept { return succeeded + failed; }
 };
