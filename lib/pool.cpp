@@ -188,7 +188,9 @@ pool_metrics pool_core::metrics() const {
     m.succeeded += w->counters.succeeded.read();
     m.failed += w->counters.failed.read();
     m.cancelled += w->counters.cancelled.read();
+    m.expired += w->counters.expired.read();
   }
+  m.cancelled += cancelled_by_handles_.load(std::memory_order_seq_cst);
   std::uint64_t started = 0;
   for (const auto& w : workers_) started += w->counters.started.read();
   const std::uint64_t external = external_.accepted();
@@ -196,7 +198,7 @@ pool_metrics pool_core::metrics() const {
   for (const auto& w : workers_) m.submitted += w->counters.submitted.read();
   m.dropped = dropped_.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled;
+  m.waiting = m.submitted - started - m.cancelled - m.expired;
 
   for (const auto& w : workers_) {
     const auto& c = w->counters;
