@@ -189,7 +189,12 @@ pool_metrics pool_core::metrics() const {
     m.succeeded += w->counters.succeeded.read();
     m.failed += w->counters.failed.read();
     m.cancelled += w->counters.cancelled.read();
+    m.expired += w->counters.expired.read();
     for (unsigned level = 0; level < priority_levels; ++level) skipped_at_level[level] += w->counters.skipped_at_level[level].read();
+  }
+  m.cancelled += cancelled_by_handles_.load(std::memory_order_seq_cst);
+  for (unsigned level = 0; level < priority_levels; ++level) {
+    skipped_at_level[level] += cancelled_by_handles_at_level_[level].load(std::memory_order_relaxed);
   }
   std::uint64_t started = 0;
   for (const auto& w : workers_) {
@@ -206,7 +211,7 @@ pool_metrics pool_core::metrics() const {
   for (unsigned level = 0; level < priority_levels; ++level) submitted_at_level[level] += external_.accepted_at_level(level);
   m.dropped = dropped_.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled;
+  m.waiting = m.submitted - started - m.cancelled - m.expired;
   // Only the levels other than normal are counted per level: normal has what they leave. The
   // per-level counts are relaxed on the submitting side (submission.cpp), so a level's waiting
   // is clamped at zero rather than trusted to the same read order.

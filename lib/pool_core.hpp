@@ -181,6 +181,7 @@ struct alignas(cache_line_size) worker {
     owned_counter succeeded;
     owned_counter failed;
     owned_counter cancelled;
+    owned_counter expired;  // skipped at their deadline (submit_options)
     owned_counter local_pushes;
     owned_counter global_pushes;  // tasks this worker's tasks submitted to the global queue
     owned_counter overflow_pushes;
@@ -289,6 +290,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // Runs `node`, a task with a handle that the calling worker waits for, here and now if nobody
   // has started it yet; false otherwise. Used past the helping cap (waiting.cpp).
   [[nodiscard]] bool run_if_unstarted(worker& w, task_node* node) noexcept;
+  // For task<T>::cancel, on any thread: `node`, a task this pool counts that the caller has just
+  // claimed before anyone started it, is cancelled here and now, and reported to `owner`.
+  void cancel_unstarted(task_node* node, task_owner* owner) noexcept;
 
   // --- parking.cpp
   [[nodiscard]] task_node* search(worker& w) noexcept;
@@ -383,6 +387,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // Shared counters: only external submissions and refusals write them.
   external_submissions external_;
   alignas(cache_line_size) std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> cancelled_by_handles_{0};  // cancel() from threads outside the pool
+  std::atomic<std::uint64_t> cancelled_by_handles_at_level_[priority_levels]{};  // of those, per level (not normal)
   std::atomic<std::uint64_t> external_wakeups_{0};
   std::atomic<std::uint64_t> external_runner_pushes_{0};  // subpool runner jobs from outside threads
 

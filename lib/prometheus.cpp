@@ -96,6 +96,7 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
   append(out, prefix, "tasks_succeeded", kind::counter, "Tasks that returned normally.", m.succeeded);
   append(out, prefix, "tasks_failed", kind::counter, "Tasks that threw.", m.failed);
   append(out, prefix, "tasks_cancelled", kind::counter, "Accepted tasks skipped before they started.", m.cancelled);
+  append(out, prefix, "tasks_expired", kind::counter, "Accepted tasks skipped at their deadline.", m.expired);
   append(out, prefix, "tasks_dropped", kind::counter, "Submissions refused (pool stopped or queue full).", m.dropped);
   append(out, prefix, "tasks_waiting", kind::gauge, "Accepted tasks not started yet.", m.waiting);
   append(out, prefix, "tasks_running", kind::gauge, "Tasks running now.", m.running);

@@ -50,6 +50,7 @@ subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t ma
       max_concurrency_(resolve_limit(max_concurrency, parent != nullptr ? parent->max_concurrency() : root.worker_count())),
       queue_capacity_(options.queue_capacity.value_or(parent != nullptr ? parent->queue_capacity() : root.options().queue_capacity)),
       non_blocking_(options.non_blocking.value_or(parent != nullptr ? parent->non_blocking() : root.options().non_blocking)),
+      priority_(options.priority ? options.priority : parent != nullptr ? parent->default_priority() : std::nullopt),
       slot_limit_(slot_limit(max_concurrency_, queue_capacity_)) {
   root_.register_subpool(*this);
 }
@@ -174,6 +175,7 @@ submit_status subpool_core::submit(task_node* node, bool may_block) {
     refuse(node);
     return refusal;
   }
+  if (priority_ && (node->flags & flag_priority_given) == 0) node->set_priority(*priority_);
   // The pool counts it first (and refuses it if it is stopping: see pool_core::count_accepted).
   if (!root_.count_accepted(self, node->priority())) {
     release_slot();
@@ -224,6 +226,7 @@ void subpool_core::send_runner() noexcept {
   // noexcept: a queued task must always have a runner job coming, so failing to allocate one
   // (128 bytes) cannot be reported to anyone who could act on it; it ends the process.
   task_node* job = make_task_node<runner, void>(runner{this}, task_kind::subpool_runner);
+  if (priority_) job->set_priority(*priority_);
   if (parent_ != nullptr) {
     parent_->enqueue_runner(job);
   } else {
@@ -273,6 +276,11 @@ void subpool_core::task_skipped() noexcept {
   release_slot();
 }
 
+void subpool_core::task_expired() noexcept {
+  for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.expired.fetch_add(1, std::memory_order_release);
+  release_slot();
+}
+
 void subpool_core::stop() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
   // Our own blocked submitters, and those of every subpool nested in us (they check our flag).
@@ -293,11 +301,12 @@ pool_metrics subpool_core::metrics() const {
   m.succeeded = counters_.succeeded.load(std::memory_order_acquire);
   m.failed = counters_.failed.load(std::memory_order_acquire);
   m.cancelled = counters_.cancelled.load(std::memory_order_acquire);
+  m.expired = counters_.expired.load(std::memory_order_acquire);
   const std::uint64_t started = counters_.started.load(std::memory_order_acquire);
   m.submitted = counters_.submitted.load(std::memory_order_acquire);
   m.dropped = counters_.dropped.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled;
+  m.waiting = m.submitted - started - m.cancelled - m.expired;
   m.queue_segments = queue_.segments_allocated();
   m.retired_segments = queue_.reclamation_domain().unreclaimed();
   m.retired_segments_bound = queue_.reclamation_domain().unreclaimed_bound();

@@ -29,6 +29,7 @@
 #include <atomic>   // for std::atomic
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t, std::uint64_t
+#include <optional> // for std::optional
 
 #include "pool_core.hpp"
 #include "tidepool/detail/pending_count.hpp"
@@ -54,6 +55,7 @@ class subpool_core final : public task_owner {
   [[nodiscard]] std::size_t max_concurrency() const noexcept { return max_concurrency_; }
   [[nodiscard]] std::size_t queue_capacity() const noexcept { return queue_capacity_; }
   [[nodiscard]] bool non_blocking() const noexcept { return non_blocking_; }
+  [[nodiscard]] std::optional<tidepool::priority> default_priority() const noexcept { return priority_; }
   [[nodiscard]] pool_core& root() noexcept { return root_; }
 
   // task_owner: what pool_core::execute tells the subpool a task was submitted to. Not direct:
@@ -61,6 +63,8 @@ class subpool_core final : public task_owner {
   void task_started() noexcept override;
   bool task_ended(const std::exception_ptr* error) noexcept override;
   void task_skipped() noexcept override;
+  void task_expired() noexcept override;
+  [[nodiscard]] pool_core* counting_pool() const noexcept override { return &root_; }
   void task_released() noexcept override { finish_pending(); }  // the very last touch
 
   // True when the calling thread runs a task of this subpool (or of a subpool nested in it),
@@ -84,6 +88,7 @@ class subpool_core final : public task_owner {
     std::atomic<std::uint64_t> succeeded{0};
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> cancelled{0};
+    std::atomic<std::uint64_t> expired{0};
     std::atomic<std::uint64_t> dropped{0};
   };
 
@@ -99,6 +104,7 @@ class subpool_core final : public task_owner {
   const std::size_t max_concurrency_;
   const std::size_t queue_capacity_;
   const bool non_blocking_;
+  const std::optional<tidepool::priority> priority_;  // for tasks without submit_options
   const std::size_t slot_limit_;  // max_concurrency + queue_capacity, or unbounded
 
   segmented_queue<task_node> queue_;

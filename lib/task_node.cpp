@@ -25,6 +25,8 @@
 #include <array>      // for std::array
 #include <cstddef>    // for std::byte, std::size_t
 #include <cstdint>    // for std::uintptr_t
+#include <cstring>    // for std::memcpy
+#include <memory>     // for std::make_unique
 #include <mutex>      // for std::mutex, std::lock_guard
 #include <new>        // for placement new, std::bad_alloc
 #include <vector>     // for std::vector
@@ -349,10 +351,34 @@ void release_task_node(task_node* node) noexcept {
     node->flags &= static_cast<std::uint8_t>(~flag_has_result);
   }
   if (node->has_error()) static_cast<void>(node->take_error());
+  if (node->has_extras()) delete node->extras();
+  constexpr auto priority_bits = static_cast<std::uint8_t>(flags_priority_mask | flag_priority_given);
+  if ((node->flags & priority_bits) != 0) node->flags &= static_cast<std::uint8_t>(~priority_bits);
   if (node->state.load(std::memory_order_relaxed) != outcome_pending) {
     node->state.store(outcome_pending, std::memory_order_relaxed);
   }
   free_task_node(node);
+}
+
+void attach_task_extras(task_node* node, const submit_options* options, bool own_token,
+                        const std::stop_token* also_stopped_by) {
+  auto extras = std::make_unique<task_extras>();
+  if (options != nullptr && options->deadline) extras->deadline = *options->deadline;
+  std::stop_token given = options != nullptr ? options->stop_token : std::stop_token();
+  if (own_token) {
+    extras->own = std::stop_source();  // may throw std::bad_alloc
+    // A token already stopped requests stop on ours at once, here.
+    if (given.stop_possible()) extras->links[0].emplace(std::move(given), task_extras::forward_stop{&extras->own});
+    if (also_stopped_by != nullptr && also_stopped_by->stop_possible()) {
+      extras->links[1].emplace(*also_stopped_by, task_extras::forward_stop{&extras->own});
+    }
+  } else {
+    extras->given = std::move(given);
+  }
+  task_extras* const raw = extras.release();
+  std::memcpy(node->submit_time_slot(), &raw, sizeof raw);
+  // relaxed: the node is not published yet; its publication releases this.
+  node->state.store(node->state.load(std::memory_order_relaxed) | extras_bit, std::memory_order_relaxed);
 }
 
 void discard_task_node(task_node* node) noexcept {

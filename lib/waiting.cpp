@@ -133,14 +133,19 @@ std::uint64_t pool_core::unfinished() const noexcept {
   // Finished first, submitted last: see pool_metrics for why this order keeps the result >= 0.
   std::uint64_t finished_count = 0;
   for (const auto& w : workers_) {
-    finished_count += w->counters.succeeded.read() + w->counters.failed.read() + w->counters.cancelled.read();
+    finished_count += w->counters.succeeded.read() + w->counters.failed.read() + w->counters.cancelled.read() +
+                      w->counters.expired.read();
   }
+  finished_count += cancelled_by_handles_.load(std::memory_order_seq_cst);
   return submitted() - finished_count;
 }
 
 std::uint64_t pool_core::queued() const noexcept {
   std::uint64_t left_the_queue = 0;
-  for (const auto& w : workers_) left_the_queue += w->counters.started.read() + w->counters.cancelled.read();
+  for (const auto& w : workers_) {
+    left_the_queue += w->counters.started.read() + w->counters.cancelled.read() + w->counters.expired.read();
+  }
+  left_the_queue += cancelled_by_handles_.load(std::memory_order_seq_cst);
   return submitted() - left_the_queue;
 }
 

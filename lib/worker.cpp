@@ -308,7 +308,8 @@ namespace {
 // the wake-up passes only the word's address to the kernel.
 void publish(task_node* node, std::uint32_t outcome) noexcept {
   // release: the result (or exception) stored by `run` happens-before the waiter's acquire.
-  const std::uint32_t before = node->state.exchange(outcome | claimed_bit, std::memory_order_acq_rel);
+  // fetch_or: the outcome bits are still clear (one publish per task), and extras_bit stays.
+  const std::uint32_t before = node->state.fetch_or(outcome | claimed_bit, std::memory_order_acq_rel);
   if ((before & waiter_bit) != 0) futex_wake_all(node->state);
 }
 
@@ -364,14 +365,23 @@ bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
 void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   // A task submitted straight to this pool has nobody else to tell: no virtual calls for it.
   task_owner* const owner = node->owner == &direct_tasks_ ? nullptr : node->owner;
+  // Only a task with options (or whose callable takes a stop token) has extras to look at.
+  task_extras* const extras = node->has_extras() ? node->extras() : nullptr;
+  std::uint32_t skipped = outcome_pending;
   if (cancelling_.load(std::memory_order_relaxed) || (owner != nullptr && owner->skips_unstarted())) {
-    // Skipped: the pool's stop token fired, or its group failed or was stopped, before it started.
+    skipped = outcome_cancelled;  // the pool's stop token fired, or its group failed or was stopped
+  } else if (extras != nullptr) {
+    skipped = extras->skip_outcome();  // its own stop token, or its deadline
+  }
+  if (skipped != outcome_pending) {
+    if (extras != nullptr) extras->let_go();
     apply_noting_owner(node, task_op::cancel, owner);
-    w.counters.cancelled.add();
+    const bool expired = skipped == outcome_expired;
+    (expired ? w.counters.expired : w.counters.cancelled).add();
     if (node->priority() != priority::normal) w.counters.skipped_at_level[level_of(node->priority())].add();
-    if (owner != nullptr) owner->task_skipped();
+    if (owner != nullptr) expired ? owner->task_expired() : owner->task_skipped();
     if (holds_slot) release_slot();
-    if (node->kind == task_kind::with_handle) publish(node, outcome_cancelled);
+    if (node->kind == task_kind::with_handle) publish(node, skipped);
     release_task_node(node);
     if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
     return;
@@ -390,6 +400,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   }
   apply_noting_owner(node, task_op::run, owner);  // destroys the callable and its captures, whatever happens
   if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);
+  if (extras != nullptr) extras->let_go();
 
   const bool failed = node->has_error();
   const bool error_taken = owner != nullptr && owner->task_ended(failed ? &node->error() : nullptr);
@@ -404,6 +415,57 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   if (node->kind == task_kind::with_handle) publish(node, failed ? outcome_failed : outcome_succeeded);
   release_task_node(node);
   if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
+}
+
+// cancel() against a worker taking the task, a waiter running it (run_if_unstarted), the pool's
+// own skip paths and other cancel() calls: whoever sets claimed_bit first decides, and exactly
+// one does (try_claim). A worker that later takes the node from its queue finds it claimed and
+// only drops the queue's reference (execute).
+bool cancel_task(task_node* node) noexcept {
+  if (!node->try_claim()) {
+    // Started, finished, or skipped by someone else. A running task is asked to stop; its extras
+    // live until the node's last release, and our handle holds a reference.
+    const std::uint32_t state = node->state.load(std::memory_order_acquire);
+    if ((state & outcome_mask) == outcome_pending && (state & extras_bit) != 0) node->extras()->own.request_stop();
+    return false;
+  }
+  // The task was accepted and is unfinished: its owner and the pool that counts it are alive
+  // (stop_and_wait, a group's wait and a subpool's destructor all wait for it).
+  task_owner* const owner = node->owner;
+  owner->counting_pool()->cancel_unstarted(node, owner);
+  return true;
+}
+
+void pool_core::cancel_unstarted(task_node* node, task_owner* owner) noexcept {
+  worker* const self = worker_of_this_thread();
+  // From outside the pool we announce ourselves as a submitter does: once the task counts as
+  // cancelled, stop_and_wait may return and the pool be destroyed while we still touch it
+  // (shutdown waits for every announced thread to leave).
+  external_submissions::shard* const mine = self == nullptr ? &external_.of_this_thread() : nullptr;
+  if (mine != nullptr) mine->inside.fetch_add(1, std::memory_order_seq_cst);
+  task_owner* const reported = owner == &direct_tasks_ ? nullptr : owner;
+  // Tasks submitted through this pool's own admission hold a slot here; a subpool's hold theirs
+  // in the subpool (released by task_skipped).
+  const bool holds_slot = owner->direct_pool() == this;
+  if (node->has_extras()) node->extras()->let_go();
+  apply_noting_owner(node, task_op::cancel, reported);
+  const priority level = node->priority();
+  if (self != nullptr) {
+    self->counters.cancelled.add();
+    if (level != priority::normal) self->counters.skipped_at_level[level_of(level)].add();
+  } else {
+    // The level first: a metrics reader that sees the cancel sees it too (seq_cst below).
+    if (level != priority::normal) cancelled_by_handles_at_level_[level_of(level)].fetch_add(1, std::memory_order_relaxed);
+    cancelled_by_handles_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  if (reported != nullptr) reported->task_skipped();
+  if (holds_slot) release_slot();
+  publish(node, outcome_cancelled);
+  // A drain waiter may have counted this task as unfinished just before: as in retire().
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
+  if (mine != nullptr) mine->inside.fetch_sub(1, std::memory_order_release);
+  if (reported != nullptr) reported->task_released();  // the last touch: the owner may go now
 }
 
 }  // namespace tidepool::detail

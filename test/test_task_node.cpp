@@ -10,6 +10,7 @@
 #include <cstddef>    // for std::size_t
 #include <cstdint>    // for std::uint64_t
 #include <latch>      // for std::latch
+#include <stop_token> // for std::stop_token
 #include <stdexcept>  // for std::runtime_error
 #include <string>     // for std::string
 #include <thread>     // for std::thread, std::this_thread::yield
@@ -69,6 +70,39 @@ static_assert(node_size_for<capture<8>, std::array<char, 30>> == node_size::smal
 static_assert(node_size_for<capture<8>, std::array<char, 90>> == node_size::large);
 static_assert(node_size_for<capture<8>, std::array<char, 500>> == node_size::tiny);  // result on the heap
 static_assert(node_size_for<capture<90>, int> == node_size::large);
+
+// What go() and submit() build (detail/submitter.hpp): options live beside the node, never in it.
+TEST(TaskNode, APlainGoOfASmallLambdaStillGetsThe48ByteNodeAndOptionsDoNotEnlargeIt) {
+  using tidepool::detail::make_task_node;
+  using tidepool::detail::task_kind;
+  int a = 0;
+  int b = 0;
+  auto small = [&a, &b] { a += b; };  // 16 bytes of captures
+  using small_fn = decltype(small);
+  tidepool::detail::task_node* plain = make_task_node<small_fn, void>(small, task_kind::fire_and_forget);
+  EXPECT_EQ(tidepool::detail::node_bytes(plain->size_class()), 48u);
+  EXPECT_FALSE(plain->has_extras());
+  EXPECT_EQ(plain->priority(), tidepool::priority::normal);
+  tidepool::detail::discard_task_node(plain);
+
+  tidepool::submit_options options;
+  options.priority = tidepool::priority::high;
+  options.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  tidepool::detail::task_node* with_options = make_task_node<small_fn, void>(small, task_kind::fire_and_forget, &options);
+  EXPECT_EQ(tidepool::detail::node_bytes(with_options->size_class()), 48u);
+  EXPECT_TRUE(with_options->has_extras());
+  EXPECT_EQ(with_options->priority(), tidepool::priority::high);
+  EXPECT_EQ(with_options->extras()->deadline, *options.deadline);
+  tidepool::detail::discard_task_node(with_options);
+
+  auto takes_token = [&a](std::stop_token) { ++a; };
+  tidepool::detail::task_node* tokened =
+      make_task_node<decltype(takes_token), void>(takes_token, task_kind::fire_and_forget);
+  EXPECT_EQ(tidepool::detail::node_bytes(tokened->size_class()), 48u);
+  EXPECT_TRUE(tokened->has_extras());
+  EXPECT_TRUE(tokened->extras()->own.stop_possible());
+  tidepool::detail::discard_task_node(tokened);
+}
 
 // Runs a task capturing Bytes bytes and returning a value of ResultBytes bytes, and checks the
 // capture was intact when it ran, dead before get() returned, and the result arrived whole.

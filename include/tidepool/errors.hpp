@@ -29,9 +29,19 @@ struct used_after_fork : error {
 };
 
 // The task was accepted but skipped before it started (its group failed or was stopped, or the
-// pool's stop token was triggered). It is counted as cancelled.
+// pool's stop token was triggered, its stop token was, or its handle's cancel() was called). It
+// is counted as cancelled.
 struct task_cancelled : error {
   task_cancelled() : error("tidepool: the task was cancelled before it started") {}
+
+ protected:
+  explicit task_cancelled(const char* what) : error(what) {}
+};
+
+// The task was accepted with a deadline (submit_options) and was still waiting to start when
+// the deadline came: it was not run, and is counted as expired.
+struct task_expired : task_cancelled {
+  task_expired() : task_cancelled("tidepool: the task's deadline passed before it started") {}
 };
 
 }  // namespace tidepool

@@ -10,8 +10,8 @@
 namespace tidepool {
 
 // Task counters follow Go's pond: every accepted task is counted `submitted` once and is, at any
-// moment, in exactly one of waiting, running, succeeded, failed or cancelled:
-//     submitted == waiting + running + succeeded + failed + cancelled.
+// moment, in exactly one of waiting, running, succeeded, failed, cancelled or expired:
+//     submitted == waiting + running + succeeded + failed + cancelled + expired.
 // A refused submission is counted `dropped` and never `submitted`.
 //
 // A snapshot is taken without stopping the pool. Counters are read in the reverse order of a
@@ -26,6 +26,7 @@ struct pool_metrics {
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;     // threw an exception
   std::uint64_t cancelled = 0;  // accepted, then skipped before it started
+  std::uint64_t expired = 0;    // accepted, then skipped: still waiting at its deadline
   std::uint64_t dropped = 0;    // refused: pool stopped or queue full
 
   // Scheduler counters: what the work-stealing machinery did.

@@ -28,6 +28,7 @@
 #include "tidepool/detail/submitter.hpp"
 #include "tidepool/metrics.hpp"
 #include "tidepool/pool.hpp"
+#include "tidepool/priority.hpp"
 #include "tidepool/task.hpp"
 
 namespace tidepool {
@@ -35,6 +36,9 @@ namespace tidepool {
 struct subpool_options {
   std::optional<std::size_t> queue_capacity;  // default: the parent's
   std::optional<bool> non_blocking;           // default: the parent's
+  // The level of its tasks submitted without submit_options (and of the jobs that run its tasks
+  // in the parent's queues). Default: the parent's, and normal for a subpool of a pool.
+  std::optional<tidepool::priority> priority;
 };
 
 namespace detail {

@@ -10,7 +10,11 @@
 //     get() lives as long.
 //   * Everything the task did happens-before the return of the call that observed it finished.
 //   * `get()` returns the task's value, or rethrows the very exception object the task threw, or
-//     throws tidepool::task_cancelled if the task was skipped before it started.
+//     throws tidepool::task_cancelled if the task was skipped before it started (task_expired,
+//     which is a task_cancelled, if it was skipped at its deadline: submit_options).
+//   * `cancel()` decides between a task and its workers: of "it runs" and "it is cancelled",
+//     exactly one happens, whatever cancel() races with (a worker taking the task, stop(),
+//     resize(), a waiter running it, other cancel() calls).
 //
 // Waiting from inside a task of a pool: the waiting worker does not block; it runs other tasks of
 // its pool (its own deque first, then the oldest submitted tasks, then steals) until the awaited
@@ -37,6 +41,8 @@ namespace detail {
 // Waits for the node's outcome (helping if the caller is a worker). lib/waiting.cpp.
 void wait_for_task(task_node* node);
 bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout);
+// task<T>::cancel (lib/worker.cpp).
+bool cancel_task(task_node* node) noexcept;
 template <class T>
 class task_access;
 }  // namespace detail
@@ -79,6 +85,15 @@ class task {
     return detail::wait_for_task_for(node_, detail::saturating_nanoseconds(timeout));
   }
 
+  // If the task has not started, it never will: its callable and captures are destroyed before
+  // this returns true, the task counts as `cancelled`, and get() throws task_cancelled. If it is
+  // running, asks it to stop (on the std::stop_token its callable takes, if it takes one) and
+  // returns false; false too if it has finished (or was cancelled already).
+  bool cancel() {
+    check_valid();
+    return detail::cancel_task(node_);
+  }
+
   // Waits, then returns the value or rethrows. Consumes the handle: valid() is false afterwards.
   T get() {
     wait();
@@ -94,6 +109,8 @@ class task {
         std::rethrow_exception(n->take_error());
       case detail::outcome_cancelled:
         throw task_cancelled();
+      case detail::outcome_expired:
+        throw task_expired();
       default:
         break;
     }

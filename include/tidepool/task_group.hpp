@@ -40,6 +40,7 @@
 #include "tidepool/detail/task_group_state.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/pool.hpp"
+#include "tidepool/submit_options.hpp"
 #include "tidepool/subpool.hpp"
 #include "tidepool/task.hpp"
 
@@ -101,6 +102,22 @@ class task_group {
     add(detail::make_task_node<decltype(bound), void>(std::move(bound), detail::task_kind::fire_and_forget));
   }
 
+  // With submit_options (priority, deadline, stop token). A callable that takes a std::stop_token
+  // gets the task's own: stopped by the group's cancellation, by the options' token and by
+  // cancel() on its handle. An expired task is not a failure: the group goes on.
+  template <class F>
+  [[nodiscard]] auto submit(F&& f, const submit_options& options) {
+    using result = detail::task_result_t<F>;
+    detail::task_node* n = make_node<F, result>(std::forward<F>(f), detail::task_kind::with_handle, options);
+    add(n);
+    return detail::task_access<result>::make(n);
+  }
+
+  template <class F>
+  void go(F&& f, const submit_options& options) {
+    add(make_node<F, void>(std::forward<F>(f), detail::task_kind::fire_and_forget, options));
+  }
+
   // Waits for every task of the group, then rethrows the group's first failure, if any.
   void wait() {
     detail::wait_until_done(state_->pending());
@@ -112,6 +129,17 @@ class task_group {
   [[nodiscard]] std::stop_token get_stop_token() { return state_->token(); }
 
  private:
+  template <class F, class R>
+  detail::task_node* make_node(F&& f, detail::task_kind kind, const submit_options& options) {
+    using fn = std::decay_t<F>;
+    if constexpr (detail::takes_stop_token<fn>) {
+      const std::stop_token group_token = state_->token();
+      return detail::make_task_node<fn, R>(std::forward<F>(f), kind, &options, &group_token);
+    } else {
+      return detail::make_task_node<fn, R>(std::forward<F>(f), kind, &options);
+    }
+  }
+
   template <class Executor>
   static detail::submit_status submit_to(void* executor, detail::task_node* n) {
     return static_cast<Executor*>(executor)->submit_node(n, /*may_block=*/true);

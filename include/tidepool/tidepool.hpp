@@ -3,12 +3,13 @@
 // This header brings in the whole public API.
 
 #include "tidepool/default_pool.hpp"  // for default_pool, submit, go
-#include "tidepool/errors.hpp"      // for error, pool_stopped, queue_full, task_cancelled
+#include "tidepool/errors.hpp"      // for error, pool_stopped, queue_full, task_cancelled, task_expired
 #include "tidepool/fork_join.hpp"   // for parallel_invoke, parallel_for, parallel_reduce
 #include "tidepool/metrics.hpp"     // for pool_metrics
 #include "tidepool/pool.hpp"        // for pool, pool_options, unbounded
 #include "tidepool/priority.hpp"    // for priority
 #include "tidepool/prometheus.hpp"  // for to_prometheus
+#include "tidepool/submit_options.hpp"  // for submit_options
 #include "tidepool/subpool.hpp"     // for subpool, subpool_options
 #include "tidepool/task.hpp"        // for task
 #include "tidepool/task_group.hpp"  // for task_group

@@ -66,6 +66,13 @@ class task_group_state final : public task_owner {
   void task_skipped() noexcept override {
     if (next_ != nullptr) next_->task_skipped();
   }
+  // An expired task is not a failure: the group goes on, and wait() does not throw for it.
+  void task_expired() noexcept override {
+    if (next_ != nullptr) next_->task_expired();
+  }
+  [[nodiscard]] pool_core* counting_pool() const noexcept override {
+    return next_ != nullptr ? next_->counting_pool() : direct_pool();
+  }
   void task_started() noexcept override {
     if (next_ != nullptr) next_->task_started();
   }

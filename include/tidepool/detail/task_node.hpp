@@ -12,20 +12,28 @@
 //      the node to a cache, empty: a cached node refers to nothing.
 // Queues hold nodes only between submission and the start of the run, and clear their slot when
 // they hand one out.
+//
+// Options (submit_options: deadline, stop token) and the stop source of a callable that takes a
+// std::stop_token live in a side allocation, task_extras, that the node owns; a node without
+// them pays nothing for them, not even a byte of its size.
 
 #include <algorithm>    // for std::max
 #include <atomic>       // for std::atomic
+#include <chrono>       // for std::chrono::steady_clock
 #include <cstddef>      // for std::byte, std::size_t
 #include <cstdint>      // for std::uint16_t, std::uint32_t, std::uint64_t, std::uint8_t
 #include <cstring>      // for std::memcpy, std::memset
 #include <exception>    // for std::exception_ptr, std::current_exception
 #include <functional>   // for std::invoke
 #include <new>          // for std::launder, placement new
-#include <type_traits>  // for std::is_void_v, std::is_nothrow_destructible_v
+#include <optional>     // for std::optional
+#include <stop_token>   // for std::stop_token, std::stop_source, std::stop_callback
+#include <type_traits>  // for std::is_void_v, std::is_nothrow_destructible_v, std::invoke_result
 #include <utility>      // for std::forward, std::move
 
 #include "tidepool/detail/task_owner.hpp"
 #include "tidepool/priority.hpp"
+#include "tidepool/submit_options.hpp"
 
 namespace tidepool::detail {
 
@@ -49,14 +57,18 @@ enum task_outcome : std::uint32_t {
   outcome_succeeded = 1,
   outcome_failed = 2,
   outcome_cancelled = 3,
+  outcome_expired = 4,  // skipped: still waiting at its deadline (submit_options)
 };
-inline constexpr std::uint32_t outcome_mask = 3;
-inline constexpr std::uint32_t waiter_bit = 4;
+inline constexpr std::uint32_t outcome_mask = 7;
+inline constexpr std::uint32_t waiter_bit = 8;
 // Set by whoever starts a task that has a handle: the worker that took it from a queue, or a
 // worker waiting for it that runs it itself (waiting.cpp). Exactly one of them runs it; the other
 // only drops its reference. Kept when the outcome is published, since a queue may still hand
 // the node out after a waiter ran it.
-inline constexpr std::uint32_t claimed_bit = 8;
+inline constexpr std::uint32_t claimed_bit = 16;
+// The node owns a task_extras (see below). Set before the node is published and kept until its
+// last release, so that any holder may read it (the flags may be written by the runner meanwhile).
+inline constexpr std::uint32_t extras_bit = 32;
 
 struct task_node;
 using task_ops_fn = void (*)(task_node*, task_op) noexcept;
@@ -80,11 +92,48 @@ inline constexpr std::uint8_t flag_has_error = 8;   // the storage holds an std:
 // zero bits of a fresh node (and of internal jobs, which never set them) mean `normal`.
 inline constexpr std::uint8_t flags_priority_shift = 4;
 inline constexpr std::uint8_t flags_priority_mask = 3 << flags_priority_shift;
+inline constexpr std::uint8_t flag_priority_given = 64;  // by submit_options, not a subpool's default
+
+// What a task with options, or one whose callable takes a std::stop_token, keeps beside its
+// node (allocated at submission, freed at the node's last release). Its address takes the place
+// of the submission time stamp in the node's storage, and the stamp moves in here.
+struct task_extras {
+  using clock = std::chrono::steady_clock;
+  // Requests stop on the task's own source when a linked token (the options', the group's) is.
+  struct forward_stop {
+    std::stop_source* to;
+    void operator()() const noexcept { to->request_stop(); }
+  };
+
+  std::uint64_t submit_time = 0;  // as in the node's slot: 0 if not sampled
+  clock::time_point deadline = clock::time_point::max();
+  // For a callable that takes a std::stop_token: the source of the token it receives. cancel()
+  // requests stop on it, and so do the linked tokens, through `links`. Empty otherwise.
+  std::stop_source own{std::nostopstate};
+  std::optional<std::stop_callback<forward_stop>> links[2];
+  // For a callable that takes no token: the options' token, checked before the start.
+  std::stop_token given;
+
+  // Whether the task is to be skipped, checked just before it would start: outcome_cancelled
+  // (a stop was requested), outcome_expired (its deadline passed), or outcome_pending (run it).
+  [[nodiscard]] std::uint32_t skip_outcome() const noexcept {
+    if (own.stop_possible() ? own.stop_requested() : given.stop_requested()) return outcome_cancelled;
+    if (deadline != clock::time_point::max() && clock::now() >= deadline) return outcome_expired;
+    return outcome_pending;
+  }
+  // At the task's finish (run or skipped): it no longer listens to the outside tokens, and the
+  // stop states of others are not kept alive by a handle nobody released yet.
+  void let_go() noexcept {
+    for (auto& link : links) link.reset();
+    given = std::stop_token();
+  }
+};
 
 // The 24-byte header; the storage for the callable follows it (see task_node_storage). Once the
 // callable is destroyed, the same storage holds the result or the exception. The last 8 bytes of
-// the storage hold the submission time of a sampled task (0: not sampled); the callable never
-// reaches them (stored_inline), and they are read before the run, when only the callable is there.
+// the storage hold the submission time of a sampled task (0: not sampled), or, in a node with
+// extras, the address of its task_extras; the callable and the result never reach them
+// (stored_inline).
 struct task_node {
   static constexpr std::size_t header_size = 24;
   static constexpr std::size_t storage_align = 8;  // a callable needing more goes to the heap
@@ -119,17 +168,30 @@ struct task_node {
     return (state.fetch_or(claimed_bit, std::memory_order_acq_rel) & claimed_bit) == 0;
   }
 
-  // Where a sampled task keeps its submission time: the storage's last 8 bytes.
+  // Where a sampled task keeps its submission time: the storage's last 8 bytes, or its extras.
   [[nodiscard]] std::byte* submit_time_slot() noexcept { return storage() + storage_size() - sizeof(std::uint64_t); }
   void set_submit_time(std::uint64_t ns) noexcept {
     const std::uint64_t stamp = ns == 0 ? 1 : ns;
-    std::memcpy(submit_time_slot(), &stamp, sizeof stamp);
+    if (has_extras()) {
+      extras()->submit_time = stamp;
+    } else {
+      std::memcpy(submit_time_slot(), &stamp, sizeof stamp);
+    }
   }
   void clear_submit_time() noexcept { std::memset(submit_time_slot(), 0, sizeof(std::uint64_t)); }
   [[nodiscard]] std::uint64_t submit_time() noexcept {
+    if (has_extras()) return extras()->submit_time;
     std::uint64_t stamp = 0;
     std::memcpy(&stamp, submit_time_slot(), sizeof stamp);
     return stamp;
+  }
+
+  // relaxed: the bit is set before the node is published, and cleared only by its last release.
+  [[nodiscard]] bool has_extras() const noexcept { return (state.load(std::memory_order_relaxed) & extras_bit) != 0; }
+  [[nodiscard]] task_extras* extras() noexcept {
+    task_extras* x = nullptr;
+    std::memcpy(&x, submit_time_slot(), sizeof x);
+    return x;
   }
 
   // The exception a run stored, kept in the storage (the callable is gone by then).
@@ -161,6 +223,12 @@ void free_task_node(task_node* node) noexcept;
 
 // Drops one reference; the last one destroys the result or exception and caches the node.
 void release_task_node(task_node* node) noexcept;
+
+// Gives `node` its task_extras, built from `options` (may be null); `own_token`: the callable
+// takes a std::stop_token, which `also_stopped_by` (may be null: a group's token) also stops.
+// Throws std::bad_alloc, leaving the node as it was.
+void attach_task_extras(task_node* node, const submit_options* options, bool own_token,
+                        const std::stop_token* also_stopped_by);
 
 // A node that was never accepted: destroys its callable and frees it, whatever its references.
 void discard_task_node(task_node* node) noexcept;
@@ -216,6 +284,25 @@ void destroy_stored(task_node* n) noexcept {
   }
 }
 
+// A callable that can take a std::stop_token gets one (the task's own: see task_extras), as in
+// task_group; its result type is what that call returns.
+template <class F>
+inline constexpr bool takes_stop_token = std::is_invocable_v<F, std::stop_token>;
+
+template <class F>
+using task_result_t = typename std::conditional_t<takes_stop_token<std::decay_t<F>>,
+                                                  std::invoke_result<std::decay_t<F>, std::stop_token>,
+                                                  std::invoke_result<std::decay_t<F>>>::type;
+
+template <class F>
+decltype(auto) invoke_task(F& f, task_node* n) {
+  if constexpr (takes_stop_token<F>) {
+    return std::invoke(std::move(f), n->extras()->own.get_token());
+  } else {
+    return std::invoke(std::move(f));
+  }
+}
+
 // The type-erased operations of a node holding callable F whose result is R (void: discarded).
 template <class F, class R>
 void task_ops(task_node* n, task_op op) noexcept {
@@ -224,11 +311,11 @@ void task_ops(task_node* n, task_op op) noexcept {
       bool callable_alive = true;
       try {
         if constexpr (std::is_void_v<R>) {
-          static_cast<void>(std::invoke(std::move(stored<F>(n))));
+          static_cast<void>(invoke_task(stored<F>(n), n));
           callable_alive = false;
           destroy_stored<F>(n);
         } else {
-          R result = std::invoke(std::move(stored<F>(n)));
+          R result = invoke_task(stored<F>(n), n);
           callable_alive = false;
           destroy_stored<F>(n);  // captures die before the result is published
           construct_stored<R>(n, std::move(result));
@@ -250,8 +337,12 @@ void task_ops(task_node* n, task_op op) noexcept {
 }
 
 // A node holding `f`, with one reference for the scheduler and one for the handle if `kind` has one.
+// `options`: the task's submit_options, if any; `also_stopped_by`: a token that also stops the
+// task's own token (a group's), for a callable that takes one. Without either, and for a callable
+// that takes no token, the node is all there is (options == nullptr folds the extras away).
 template <class F, class R, class Fn>
-[[nodiscard]] task_node* make_task_node(Fn&& f, task_kind kind) {
+[[nodiscard]] task_node* make_task_node(Fn&& f, task_kind kind, const submit_options* options = nullptr,
+                                        const std::stop_token* also_stopped_by = nullptr) {
   // Destroying a callable or a result happens where nobody could be told about an exception
   // (destroy_stored is noexcept: after the run, on refusal, on cancellation), so a type whose
   // destructor may throw is refused here rather than ending the process later.
@@ -268,8 +359,22 @@ template <class F, class R, class Fn>
   }
   n->ops = &task_ops<F, R>;
   n->kind = kind;
+  // Everything but the size is clear here (release_task_node): a plain task needs no store.
+  if (options != nullptr) {
+    n->set_priority(options->priority);
+    n->flags |= flag_priority_given;
+  }
   n->owner = nullptr;
   n->clear_submit_time();
+  if (takes_stop_token<F> || options != nullptr) {
+    try {
+      attach_task_extras(n, options, takes_stop_token<F>, also_stopped_by);
+    } catch (...) {
+      destroy_stored<F>(n);
+      free_task_node(n);
+      throw;
+    }
+  }
   n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
   return n;
 }

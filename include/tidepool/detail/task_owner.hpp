@@ -5,11 +5,14 @@
 //
 // For one task the worker calls, on one thread and in this order:
 //   skips_unstarted()                      once, before the task starts
-//   task_skipped()                         if it skipped it (the callable was destroyed unrun)
+//   task_skipped() or task_expired()       if it skipped it (the callable was destroyed unrun;
+//                                          task_expired: at its deadline)
 //   or task_started() then task_ended()    if it ran it
 //   task_released()                        last, after the outcome was published and the node
 //                                          released: the owner may be destroyed once it returns
 // An owner that has an owner of its own (a group on a subpool) passes each call on.
+// A task cancelled through its handle (task<T>::cancel) is reported the same way, skips_unstarted
+// aside, by the cancelling thread.
 
 #include <exception>  // for std::exception_ptr
 
@@ -28,10 +31,14 @@ class task_owner {
 
   [[nodiscard]] pool_core* direct_pool() const noexcept { return direct_pool_; }
   [[nodiscard]] bool stays_local() const noexcept { return stays_local_; }
+  // The pool whose metrics count this owner's tasks: for a subpool (or a group on one), its root
+  // pool. A task holds a slot of that pool's capacity if and only if its owner is direct.
+  [[nodiscard]] virtual pool_core* counting_pool() const noexcept { return direct_pool_; }
 
   // True: the task is not to run (its group failed or was stopped).
   [[nodiscard]] virtual bool skips_unstarted() const noexcept { return false; }
   virtual void task_skipped() noexcept {}
+  virtual void task_expired() noexcept { task_skipped(); }
   virtual void task_started() noexcept {}
   // `error`: what the task threw, or null if it returned. True if the owner took the error (a
   // group keeps its first failure for wait()), so that it does not reach the pool's handler.
