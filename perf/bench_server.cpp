@@ -18,6 +18,10 @@
 //            (a probe not started by the end counts as waiting until the end). Pools without
 //            fork-join (asio, mutex) run the same work as a serial loop. Bounded in time: the
 //            chains stop at the end, and a scheduler that then does not finish within 30 s fails.
+//   priority_latency  tidepool only (no peer has priorities): the latency workload's 50 µs tasks,
+//            submitted as `high` at 40 % of 2 workers' capacity, first alone and then with as many
+//            `low` tasks on top (80 % load). Submit→start p50/p99/p99.9 of the high tasks in both
+//            phases, and the ratio of their p99s (the target: at most 2).
 //   idle     a burst of 200,000 empty tasks, then the CPU time all the pool's threads use while
 //            the process sleeps for 2 s (per second of idleness); then one more task must run.
 //
@@ -185,6 +189,24 @@ class cpu_hog {
   bool running_ = false;
 };
 
+// <prefix>p50_us, <prefix>p99_us and <prefix>p999_us of waits in nanoseconds.
+void report_percentiles(benchmark::State& state, const std::string& prefix, const std::vector<std::uint64_t>& wait_ns) {
+  state.counters[prefix + "p50_us"] = percentile_us(wait_ns, 0.50);
+  state.counters[prefix + "p99_us"] = percentile_us(wait_ns, 0.99);
+  state.counters[prefix + "p999_us"] = percentile_us(wait_ns, 0.999);
+}
+
+// The latency workloads' task: records its wait from `submitted` to its start, then works.
+auto timed_task(std::vector<std::uint64_t>& wait_ns, std::size_t i, clock_type::time_point submitted) {
+  return [&wait_ns, i, submitted] {
+    const auto started = clock_type::now();
+    wait_ns[i] = static_cast<std::uint64_t>(std::chrono::nanoseconds(started - submitted).count());
+    while (clock_type::now() - started < task_work) {
+    }
+    g_done.count_one();
+  };
+}
+
 template <class Pool>
 void BM_Latency(benchmark::State& state, bool with_hog) {
   // Sleep until each arrival with the kernel's tightest timer slack, so the producer wakes on
@@ -208,13 +230,7 @@ void BM_Latency(benchmark::State& state, bool with_hog) {
     for (std::size_t i = 0; i < n; ++i) {
       std::this_thread::sleep_until(start + offsets[i]);
       const auto submitted = clock_type::now();
-      pool.post([&wait_ns, i, submitted] {
-        const auto started = clock_type::now();
-        wait_ns[i] = static_cast<std::uint64_t>(std::chrono::nanoseconds(started - submitted).count());
-        while (clock_type::now() - started < task_work) {
-        }
-        g_done.count_one();
-      });
+      pool.post(timed_task(wait_ns, i, submitted));
     }
     g_done.wait_for(n);
     state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
@@ -223,11 +239,92 @@ void BM_Latency(benchmark::State& state, bool with_hog) {
       return;
     }
   }
-  state.counters["p50_us"] = percentile_us(wait_ns, 0.50);
-  state.counters["p99_us"] = percentile_us(wait_ns, 0.99);
-  state.counters["p999_us"] = percentile_us(wait_ns, 0.999);
+  report_percentiles(state, "", wait_ns);
   state.counters["max_us"] = percentile_us(wait_ns, 1.0);
 }
+
+// ---- priority_latency ---------------------------------------------------------------------------
+#ifndef TIDEPOOL_PERF_QUEUE  // tidepool itself only
+
+constexpr double high_load = 0.4;  // and as much again of low in the mixed phase
+
+struct arrival {
+  clock_type::duration offset;
+  bool high;
+};
+
+// Two Poisson streams of equal rate, high and low, merged in time order; the same for every run.
+const std::vector<arrival>& prioritised_arrivals() {
+  static const std::vector<arrival> merged = [] {
+    const double mean_gap_ns = std::chrono::duration<double, std::nano>(task_work).count() / (latency_workers * high_load);
+    std::mt19937_64 rng(20261129);
+    std::exponential_distribution<double> gap(1.0 / mean_gap_ns);
+    std::vector<arrival> v;
+    for (bool high : {true, false}) {
+      double at = 0;
+      for (std::size_t i = 0; i < latency_samples(); ++i) {
+        at += gap(rng);
+        v.push_back({std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double, std::nano>(at)), high});
+      }
+    }
+    std::sort(v.begin(), v.end(), [](const arrival& a, const arrival& b) { return a.offset < b.offset; });
+    return v;
+  }();
+  return merged;
+}
+
+// One phase: submits the arrivals (high only, or both), returns the high tasks' waits.
+std::vector<std::uint64_t> run_prioritised_phase(bool with_low) {
+  std::vector<arrival> phase;
+  for (const arrival& a : prioritised_arrivals()) {
+    if (a.high || with_low) phase.push_back(a);
+  }
+  std::vector<std::uint64_t> wait_ns(phase.size(), UINT64_MAX);
+  g_done.reset();
+  tidepool::pool_options options;
+  options.workers = latency_workers;
+  tidepool::pool pool(options);
+  tidepool::submit_options high;
+  high.priority = tidepool::priority::high;
+  tidepool::submit_options low;
+  low.priority = tidepool::priority::low;
+  const auto start = clock_type::now() + 1ms;
+  for (std::size_t i = 0; i < phase.size(); ++i) {
+    std::this_thread::sleep_until(start + phase[i].offset);
+    const auto submitted = clock_type::now();
+    pool.go(timed_task(wait_ns, i, submitted), phase[i].high ? high : low);
+  }
+  g_done.wait_for(phase.size());
+  std::vector<std::uint64_t> high_waits;
+  for (std::size_t i = 0; i < phase.size(); ++i) {
+    if (phase[i].high) high_waits.push_back(wait_ns[i]);
+  }
+  if (g_done.total() != phase.size() || std::find(wait_ns.begin(), wait_ns.end(), UINT64_MAX) != wait_ns.end()) {
+    return {};
+  }
+  return high_waits;
+}
+
+void BM_PriorityLatency(benchmark::State& state) {
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  state.SetLabel("priority_latency/2W40%+40%");
+  std::vector<std::uint64_t> alone;
+  std::vector<std::uint64_t> mixed;
+  for (auto _ : state) {
+    const auto start = clock_type::now();
+    alone = run_prioritised_phase(/*with_low=*/false);
+    mixed = run_prioritised_phase(/*with_low=*/true);
+    state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
+    if (alone.empty() || mixed.empty()) {
+      state.SkipWithError("wrong answer: a task did not run exactly once");
+      return;
+    }
+  }
+  report_percentiles(state, "high_alone_", alone);
+  report_percentiles(state, "high_mixed_", mixed);
+  state.counters["p99_mixed_to_alone"] = percentile_us(mixed, 0.99) / percentile_us(alone, 0.99);
+}
+#endif
 
 // ---- starvation ---------------------------------------------------------------------------------
 
@@ -442,6 +539,7 @@ void register_all() {
   register_scheduler<tidepool_pool>("tidepool[" TIDEPOOL_PERF_QUEUE "]", workloads::submit_latency_idle);
 #else
   register_scheduler<tidepool_pool>("tidepool");
+  register_timed_runs("priority_latency/tidepool", g_quick ? 1 : 3, BM_PriorityLatency);
   register_scheduler<tidepool_pool_sampling<0>>("tidepool[untimed]", workloads::submit_only);
   register_scheduler<tidepool_pool_sampling<1>>("tidepool[every_task_timed]", workloads::submit_only);
   register_scheduler<tbb_arena_pool>("tbb_enqueue");
