@@ -164,6 +164,13 @@ bool pool_core::retire(worker& w, task_node* found) noexcept {
 // the longest tasks the workers run. The one exception: a worker nested more than
 // max_help_depth helping waits deep runs only its own deque until it unwinds (waiting.cpp), so
 // the bound then rests on the other workers.
+//
+// With priorities in use (take_by_priority), all of the above holds within each level: a level has
+// its own global queue, an inbox holds one level's batch, and a batch is taken only into an empty
+// inbox (a task of another level is taken alone). Across levels, each worker's level_rule
+// (priority_queues.hpp) gives a waiting lower level one start in every share + 1 (17 for normal,
+// 33 for low): a fair take that serves a higher level is still a start by which the lower level's
+// count grows. So the bounds above, for a task of a lower level, grow by at most that factor.
 
 task_node* pool_core::take_global(worker& w, unsigned level) noexcept {
   // With priorities in use, a worker may take a task of one level while its inbox holds a batch of

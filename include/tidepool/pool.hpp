@@ -22,6 +22,16 @@
 // exceptions: a task that a worker submits to its own full pool runs at once (see
 // queue_capacity), and a shrinking resize() sends the surplus workers' waiting tasks to the back.
 //
+// Priorities (submit_options::priority: low, normal, high): among waiting submitted tasks, a
+// higher level starts first, and the start order above holds within each level. There is one
+// global queue per level, and an inbox holds one level's batch; a worker serves the highest level
+// in sight (the global queues and every inbox), thieves prefer inboxes of that level, and a
+// running task is never preempted. No level waits forever: a worker counts the starts of higher
+// levels while a lower one has tasks waiting, and after 16 such starts (normal) or 32 (low) its
+// next start is from that level. So a waiting low task with k low tasks ahead of it starts within
+// 33 × (k + 1) starts of any one worker, whatever the stream of high tasks. Fork-join work is not
+// prioritised. A pool that only ever sees normal tasks pays one load per decision for this.
+//
 // Starvation bound: every accepted task starts. A worker counts its starts (each task it takes
 // from a queue, in its loop or inside a helping wait; what a task runs on its own stack —
 // fork-join jobs it takes back, tasks run at once — is part of that task), and on every 61st it
