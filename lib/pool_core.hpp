@@ -343,9 +343,10 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] task_node* steal_for(worker& w, chase_lev_deque<task_node> worker::*source,
                                      unsigned only_level = any_level) noexcept;
   static constexpr unsigned any_level = priority_levels;
-  [[nodiscard]] task_node* take_global(worker& w, unsigned level) noexcept;
+  // A batch into our inbox when it is empty, else (or if `one_task`) a single task.
+  [[nodiscard]] task_node* take_global(worker& w, unsigned level, bool one_task = false) noexcept;
   [[nodiscard]] task_node* take_by_priority(worker& w) noexcept;
-  [[nodiscard]] task_node* take_at_level(worker& w, unsigned level) noexcept;
+  [[nodiscard]] task_node* take_at_level(worker& w, unsigned level, bool one_task = false) noexcept;
   [[nodiscard]] static task_node* take_inbox(worker& w) noexcept;
   [[nodiscard]] task_node* take_oldest_submitted(worker& w) noexcept;
   [[nodiscard]] static bool fair_take_due(worker& w) noexcept;

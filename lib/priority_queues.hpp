@@ -11,6 +11,7 @@
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t
 
+#include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/priority.hpp"
 #include "global_queue.hpp"
@@ -50,12 +51,21 @@ class priority_queues {
     return levels_[level].try_dequeue_bulk(out, max);
   }
 
+  // A batch on its way from a level's queue to a worker's inbox is in neither: while one is, the
+  // level still counts as waiting (waiting_levels), so that other workers look again rather than
+  // serve a lower level meanwhile. Only pools that use levels mark batches.
+  void batch_leaving(unsigned level) noexcept { in_transit_[level].value.fetch_add(1, std::memory_order_seq_cst); }
+  // release: a worker that no longer sees the batch in transit sees it in the inbox.
+  void batch_arrived(unsigned level) noexcept { in_transit_[level].value.fetch_sub(1, std::memory_order_release); }
+
   // The levels that looked non-empty. A snapshot, as empty_estimate() is for one queue.
   [[nodiscard]] unsigned waiting_levels() {
     unsigned waiting = 0;
     for (unsigned level = 0; level < priority_levels; ++level) {
       if (level != normal_level && !in_use_[level].load(std::memory_order_seq_cst)) continue;
-      if (!levels_[level].empty_estimate()) waiting |= level_bit(level);
+      if (in_transit_[level].value.load(std::memory_order_acquire) != 0 || !levels_[level].empty_estimate()) {
+        waiting |= level_bit(level);
+      }
     }
     return waiting;
   }
@@ -76,6 +86,10 @@ class priority_queues {
 
   global_queue levels_[priority_levels];
   std::atomic<bool> in_use_[priority_levels]{};
+  struct alignas(cache_line_size) transit_count {
+    std::atomic<std::uint32_t> value{0};
+  };
+  transit_count in_transit_[priority_levels];
 };
 
 // Which level one worker serves next, among those with waiting tasks: the highest, except that a

@@ -172,10 +172,10 @@ bool pool_core::retire(worker& w, task_node* found) noexcept {
 // 33 for low): a fair take that serves a higher level is still a start by which the lower level's
 // count grows. So the bounds above, for a task of a lower level, grow by at most that factor.
 
-task_node* pool_core::take_global(worker& w, unsigned level) noexcept {
+task_node* pool_core::take_global(worker& w, unsigned level, bool one_task) noexcept {
   // With priorities in use, a worker may take a task of one level while its inbox holds a batch of
   // another: then it takes that one task only, and the inbox keeps its single batch.
-  if (!w.inbox.empty_estimate()) {
+  if (one_task || !w.inbox.empty_estimate()) {
     task_node* one = nullptr;
     if (global_.try_dequeue_bulk(level, &one, 1) == 0) return nullptr;
     w.counters.global_pops.add();
@@ -186,14 +186,19 @@ task_node* pool_core::take_global(worker& w, unsigned level) noexcept {
   // batch fits.
   std::array<task_node*, max_batch_total> batch;
   const std::size_t share = max_batch_total / std::max<std::size_t>(target_workers_.load(std::memory_order_relaxed), 1);
+  const bool prioritised = global_.prioritised();
+  if (prioritised) global_.batch_leaving(level);
   const std::size_t count = global_.try_dequeue_bulk(level, batch.data(), std::max<std::size_t>(share, 1));
-  if (count == 0) return nullptr;
-  w.counters.global_pops.add(count);
   if (count > 1) {
     w.inbox_level.store(level, std::memory_order_relaxed);  // a hint for thieves, see worker
     for (std::size_t i = 1; i < count; ++i) {
       if (!w.inbox.push(batch[i])) std::abort();  // cannot happen: see above
     }
+  }
+  if (prioritised) global_.batch_arrived(level);
+  if (count == 0) return nullptr;
+  w.counters.global_pops.add(count);
+  if (count > 1) {
     // More than we can run at once: maybe someone can help. The pushes are plain stores; the
     // wake-up decision reads the parking counters: store→load needs the fence (parking.cpp).
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -226,30 +231,42 @@ task_node* pool_core::take_oldest_submitted(worker& w) noexcept {
 // level and every worker's inbox, a scan of W inboxes per start that only pools using priorities
 // pay.
 task_node* pool_core::take_by_priority(worker& w) noexcept {
-  unsigned waiting = global_.waiting_levels();
-  for (const auto& other : workers_) {
-    if (!other->inbox.empty_estimate()) waiting |= level_bit(other->inbox_level.load(std::memory_order_relaxed));
+  // A level in sight can come up empty-handed: its last tasks sit in another worker's inbox and a
+  // steal lost its race, or another worker took them. Look again before serving a lower level,
+  // so that a lost race does not let a low task start while high ones wait; a lost race means
+  // another worker took a task, so this only repeats while others make progress.
+  constexpr int looks = 8;
+  for (int look = 0; look < looks; ++look) {
+    unsigned waiting = global_.waiting_levels();
+    for (const auto& other : workers_) {
+      if (!other->inbox.empty_estimate()) waiting |= level_bit(other->inbox_level.load(std::memory_order_relaxed));
+    }
+    if (waiting == 0) return nullptr;
+    const unsigned level = w.levels.pick(waiting);
+    if (task_node* t = take_at_level(w, level)) {
+      w.levels.started(level, waiting);
+      return t;
+    }
+    for (int i = 0; i < look * 16; ++i) cpu_pause();  // a batch in transit lands in a few hundred ns
   }
-  if (waiting == 0) return nullptr;
-  unsigned level = w.levels.pick(waiting);
-  task_node* t = take_at_level(w, level);
-  for (unsigned other = highest_level + 1; t == nullptr && other-- > 0;) {
-    if (other == level || (waiting & level_bit(other)) == 0) continue;
-    t = take_at_level(w, other);
-    if (t != nullptr) level = other;
+  // Still nothing where we looked: one task of whatever is there, highest level first. Only one:
+  // the level we could not serve may be a batch in transit in a worker that the operating system
+  // descheduled (the exception pool.hpp states), and a whole batch of a lower level would then
+  // start ahead of it.
+  for (unsigned level = highest_level + 1; level-- > 0;) {
+    if (task_node* t = take_at_level(w, level, /*one_task=*/true)) return t;
   }
-  if (t != nullptr) w.levels.started(level, waiting);
-  return t;
+  return nullptr;
 }
 
 // Within a level, oldest first: the tasks in inboxes were submitted before those still in the
 // level's global queue.
-task_node* pool_core::take_at_level(worker& w, unsigned level) noexcept {
+task_node* pool_core::take_at_level(worker& w, unsigned level, bool one_task) noexcept {
   if (w.inbox_level.load(std::memory_order_relaxed) == level) {
     if (task_node* t = take_inbox(w)) return t;
   }
   if (task_node* t = steal_for(w, &worker::inbox, level)) return t;
-  return take_global(w, level);
+  return take_global(w, level, one_task);
 }
 
 task_node* pool_core::steal_for(worker& w, chase_lev_deque<task_node> worker::*source, unsigned only_level) noexcept {

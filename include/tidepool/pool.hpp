@@ -30,7 +30,10 @@
 // levels while a lower one has tasks waiting, and after 16 such starts (normal) or 32 (low) its
 // next start is from that level. So a waiting low task with k low tasks ahead of it starts within
 // 33 × (k + 1) starts of any one worker, whatever the stream of high tasks. Fork-join work is not
-// prioritised. A pool that only ever sees normal tasks pays one load per decision for this.
+// prioritised. A pool that only ever sees normal tasks pays one load per decision for this. The
+// exception, as for start order: a batch a worker takes from a level's queue is in neither until
+// it lands in that worker's inbox; if the operating system deschedules the worker in between,
+// the others, finding no task of that level to take, start lower ones meanwhile, one at a time.
 //
 // Starvation bound: every accepted task starts. A worker counts its starts (each task it takes
 // from a queue, in its loop or inside a helping wait; what a task runs on its own stack —
