@@ -252,9 +252,11 @@ pool_metrics pool_core::metrics() const {
   }
   m.latency_sample_every = options_.latency_sample_every;
 
-  m.queue_segments = global_.segments_allocated();
-  m.retired_segments = global_.unreclaimed_segments();
-  m.retired_segments_bound = global_.unreclaimed_segments_bound();
+  for (unsigned level = 0; level < priority_levels; ++level) {
+    m.queue_segments += global_.level(level).segments_allocated();
+    m.retired_segments += global_.level(level).unreclaimed_segments();
+    m.retired_segments_bound += global_.level(level).unreclaimed_segments_bound();
+  }
   return m;
 }
 

@@ -42,7 +42,8 @@
 #include "tidepool/detail/task_owner.hpp"
 #include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
-#include "priority_queues.hpp"
+#include "tidepool/detail/priority_queues.hpp"
+#include "global_queue.hpp"
 #include "worker_thread.hpp"
 
 namespace tidepool::detail {
@@ -364,7 +365,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   const pool_options options_;
   const std::uint32_t fork_generation_;  // the process's fork generation when created (pool.cpp)
   worker_slots workers_;
-  priority_queues global_;
+  priority_queues<global_queue> global_;
   std::atomic<std::size_t> slot_limit_;  // workers + queue_capacity, or unbounded
 
   // Resizing (pool.cpp). running_workers_ counts threads in the worker loop, retiring ones

@@ -263,7 +263,7 @@ void pool_core::schedule(worker* self, task_node* node) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   } else {
     // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence.
-    global_.enqueue(node);
+    global_.enqueue(node, level_of(node->priority()));
     if (self != nullptr) {
       self->counters.global_pushes.add();
     } else if (runner) {

@@ -101,17 +101,17 @@ bool pool_core::retire(worker& w, task_node* found) noexcept {
   // Hand our queued tasks to the others (an out-of-memory enqueue here ends the process: the
   // tasks could not be given to anyone else).
   if (found != nullptr) {
-    global_.enqueue(found);
+    global_.enqueue(found, level_of(found->priority()));
     w.counters.overflow_pushes.add();
   }
   // The inbox's tasks go to the back of the global queue: a shrink is the one time submitted
   // tasks may start behind later ones.
   while (task_node* t = take_inbox(w)) {
-    global_.enqueue(t);
+    global_.enqueue(t, level_of(t->priority()));
     w.counters.overflow_pushes.add();
   }
   while (task_node* t = w.deque.pop()) {
-    global_.enqueue(t);
+    global_.enqueue(t, level_of(t->priority()));
     w.counters.overflow_pushes.add();
   }
   unparked_.fetch_sub(1, std::memory_order_seq_cst);

@@ -1,7 +1,7 @@
 #pragma once
 // The one seam between the lock-free core and the memory model it runs on.
 //
-// The Chase–Lev deque, the segmented queue, the hazard-pointer domain, the parking handshake and
+// The Chase–Lev deque, the segmented queue, the priority queues, the hazard-pointer domain, the parking handshake and
 // a subpool's runner slots spell their atomics `detail::atomic<T>` and their fences
 // `detail::atomic_thread_fence` / `atomic_signal_fence` (always qualified, so argument-dependent
 // lookup cannot pick std's). In every normal build these are std::atomic and std's fences
@@ -60,6 +60,7 @@ enum class mutant : int {
   subpool_no_recheck_after_give_back,  // runner: gives its slot back and does not look at the queue again
   subpool_take_before_publish,         // submitter: tries to take a slot before its task is in the queue
   subpool_take_slot_without_cas,       // submitter: takes a slot with a load and a store, not a CAS
+  level_in_use_relaxed,                // priority queues: a level's first use is flagged with a relaxed store
 };
 
 #if !defined(TIDEPOOL_RELACY)

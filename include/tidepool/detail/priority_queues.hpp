@@ -1,20 +1,21 @@
 #pragma once
 // The pool's queue of submitted tasks: one FIFO global queue per priority level, and the rule by
-// which a worker picks the level it serves next.
+// which a worker picks the level it serves next. `Queue` is the pool's global queue type
+// (lib/global_queue.hpp: segmented_queue<task_node> or the one perf/ swaps in); test/relacy/ runs
+// this header over a small segmented queue.
 //
 // Why one queue per level rather than one sorted structure: each level stays the proven FIFO of
 // segmented_queue (or the queue perf/ swaps in), so order within a level, exactly-once delivery
 // and the hazard-pointer bound carry over unchanged, and a pool that never uses a level other
 // than `normal` pays one relaxed load per decision for the other two (their `in_use` flags).
 
-#include <atomic>   // for std::atomic
+#include <atomic>   // for std::memory_order
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t
 
+#include "tidepool/detail/atomics.hpp"  // for atomic, mutated
 #include "tidepool/detail/cache_line.hpp"
-#include "tidepool/detail/task_node.hpp"
 #include "tidepool/priority.hpp"
-#include "global_queue.hpp"
 
 namespace tidepool::detail {
 
@@ -24,20 +25,21 @@ inline constexpr unsigned highest_level = priority_levels - 1;
 // A set of levels: bit L for level L.
 inline constexpr unsigned level_bit(unsigned level) noexcept { return 1u << level; }
 
+template <class Queue>
 class priority_queues {
  public:
   // May throw std::bad_alloc (a new segment), with nothing queued.
-  void enqueue(task_node* node) {
-    const unsigned level = level_of(node->priority());
+  template <class T>
+  void enqueue(T* item, unsigned level) {
     // seq_cst, once per level and pool: an idle worker's last look (work_visible, under the
     // parking handshake) must not skip a level whose first task is being enqueued. The store is
     // sequenced before the enqueue's seq_cst ticket increment, and the parker reads the flag with
     // seq_cst after its own seq_cst announcement: if the parker misses the flag, the submitter's
     // later read of the parking state sees the parker, and wakes it.
     if (level != normal_level && !in_use_[level].load(std::memory_order_relaxed)) {
-      in_use_[level].store(true, std::memory_order_seq_cst);
+      in_use_[level].store(true, mutated(mutant::level_in_use_relaxed) ? std::memory_order_relaxed : std::memory_order_seq_cst);
     }
-    levels_[level].enqueue(node);
+    levels_[level].enqueue(item);
   }
 
   // True once a level other than `normal` has been used: only then does the order of levels
@@ -47,7 +49,8 @@ class priority_queues {
            in_use_[level_of(priority::high)].load(std::memory_order_relaxed);
   }
 
-  [[nodiscard]] std::size_t try_dequeue_bulk(unsigned level, task_node** out, std::size_t max) {
+  template <class T>
+  [[nodiscard]] std::size_t try_dequeue_bulk(unsigned level, T** out, std::size_t max) {
     return levels_[level].try_dequeue_bulk(out, max);
   }
 
@@ -71,23 +74,15 @@ class priority_queues {
   }
   [[nodiscard]] bool empty_estimate() { return waiting_levels() == 0; }
 
-  [[nodiscard]] std::size_t segments_allocated() const noexcept { return sum(&global_queue::segments_allocated); }
-  [[nodiscard]] std::size_t unreclaimed_segments() const noexcept { return sum(&global_queue::unreclaimed_segments); }
-  [[nodiscard]] std::size_t unreclaimed_segments_bound() const noexcept {
-    return sum(&global_queue::unreclaimed_segments_bound);
-  }
+  // The levels' queues, for what each queue reports on itself (metrics, model teardown).
+  [[nodiscard]] Queue& level(unsigned l) noexcept { return levels_[l]; }
+  [[nodiscard]] const Queue& level(unsigned l) const noexcept { return levels_[l]; }
 
  private:
-  [[nodiscard]] std::size_t sum(std::size_t (global_queue::*of)() const noexcept) const noexcept {
-    std::size_t total = 0;
-    for (const global_queue& q : levels_) total += (q.*of)();
-    return total;
-  }
-
-  global_queue levels_[priority_levels];
-  std::atomic<bool> in_use_[priority_levels]{};
+  Queue levels_[priority_levels];
+  atomic<bool> in_use_[priority_levels]{};
   struct alignas(cache_line_size) transit_count {
-    std::atomic<std::uint32_t> value{0};
+    atomic<std::uint32_t> value{0};
   };
   transit_count in_transit_[priority_levels];
 };
