@@ -17,10 +17,11 @@
 //
 // Invariants:
 //   * Every accepted task is counted `submitted` exactly once before any worker can see it, and
-//     afterwards exactly once as started or cancelled, and each started one exactly once as
-//     succeeded or failed, each by the thread that did it.
+//     afterwards exactly once as started, cancelled or expired, and each started one exactly once
+//     as succeeded or failed, each by the thread that did it (a task<T>::cancel() by the
+//     cancelling thread).
 //   * A worker's counters are written only by that worker (owned_counter: no locked instruction).
-//     Only external submissions and refusals touch shared counters.
+//     Only external submissions, refusals and cancel() from outside touch shared counters.
 //   * A task is in at most one queue slot at a time, and the slot is cleared when it is taken.
 
 #include <algorithm>  // for std::max

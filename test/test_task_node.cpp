@@ -95,13 +95,17 @@ TEST(TaskNode, APlainGoOfASmallLambdaStillGetsThe48ByteNodeAndOptionsDoNotEnlarg
   EXPECT_EQ(with_options->extras()->deadline, *options.deadline);
   tidepool::detail::discard_task_node(with_options);
 
+  // A callable taking a token gets a stop source only if something can stop it: a handle can.
   auto takes_token = [&a](std::stop_token) { ++a; };
-  tidepool::detail::task_node* tokened =
-      make_task_node<decltype(takes_token), void>(takes_token, task_kind::fire_and_forget);
-  EXPECT_EQ(tidepool::detail::node_bytes(tokened->size_class()), 48u);
-  EXPECT_TRUE(tokened->has_extras());
-  EXPECT_TRUE(tokened->extras()->own.stop_possible());
-  tidepool::detail::discard_task_node(tokened);
+  using token_fn = decltype(takes_token);
+  tidepool::detail::task_node* unstoppable = make_task_node<token_fn, void>(takes_token, task_kind::fire_and_forget);
+  EXPECT_FALSE(unstoppable->has_extras());
+  tidepool::detail::discard_task_node(unstoppable);
+  tidepool::detail::task_node* with_handle = make_task_node<token_fn, void>(takes_token, task_kind::with_handle);
+  EXPECT_EQ(tidepool::detail::node_bytes(with_handle->size_class()), 48u);
+  EXPECT_TRUE(with_handle->has_extras());
+  EXPECT_TRUE(with_handle->extras()->own.stop_possible());
+  tidepool::detail::discard_task_node(with_handle);
 }
 
 // Runs a task capturing Bytes bytes and returning a value of ResultBytes bytes, and checks the

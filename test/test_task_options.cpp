@@ -114,6 +114,32 @@ TEST(TaskOptions, CancelOfAFinishedTaskReturnsFalseAndKeepsItsResult) {
   EXPECT_EQ(t.get(), 3);
 }
 
+TEST(TaskOptions, ATaskCanCancelAnotherTaskOfItsOwnPool) {
+  tidepool::pool pool(with_workers(1));
+  std::atomic<bool> ran{false};
+  // One worker, busy with the outer task: the inner one cannot have started.
+  auto outer = pool.submit([&pool, &ran] {
+    auto inner = pool.submit([&ran] { ran = true; });
+    const bool cancelled = inner.cancel();
+    const bool throws = [&inner] {
+      try {
+        inner.get();
+      } catch (const tidepool::task_cancelled&) {
+        return true;
+      }
+      return false;
+    }();
+    return cancelled && throws;
+  });
+  EXPECT_TRUE(outer.get());
+  pool.stop_and_wait();
+  EXPECT_FALSE(ran.load());
+  const tidepool::pool_metrics m = pool.metrics();
+  EXPECT_EQ(m.cancelled, 1u);
+  EXPECT_EQ(m.succeeded, 1u);
+  expect_identity(m);
+}
+
 TEST(TaskOptions, CancelRacingWorkersAndOtherCancelsLetsExactlyOneOfRunOrCancelHappen) {
   tidepool::pool pool(with_workers(2));
   const std::size_t rounds = tidepool::testing::stress_count(20000, 500);

@@ -297,7 +297,8 @@ using task_result_t = typename std::conditional_t<takes_stop_token<std::decay_t<
 template <class F>
 decltype(auto) invoke_task(F& f, task_node* n) {
   if constexpr (takes_stop_token<F>) {
-    return std::invoke(std::move(f), n->extras()->own.get_token());
+    // No extras: nothing could ever stop the task (see make_task_node), and its token says so.
+    return std::invoke(std::move(f), n->has_extras() ? n->extras()->own.get_token() : std::stop_token());
   } else {
     return std::invoke(std::move(f));
   }
@@ -366,9 +367,12 @@ template <class F, class R, class Fn>
   }
   n->owner = nullptr;
   n->clear_submit_time();
-  if (takes_stop_token<F> || options != nullptr) {
+  // A stop source only where something can request stop: the handle's cancel(), or a linked token.
+  const bool own_token = takes_stop_token<F> && (kind == task_kind::with_handle || also_stopped_by != nullptr ||
+                                                 (options != nullptr && options->stop_token.stop_possible()));
+  if (own_token || options != nullptr) {
     try {
-      attach_task_extras(n, options, takes_stop_token<F>, also_stopped_by);
+      attach_task_extras(n, options, own_token, also_stopped_by);
     } catch (...) {
       destroy_stored<F>(n);
       free_task_node(n);
