@@ -51,8 +51,9 @@
 // Nothing accepted is ever silently lost: see pool_metrics.
 //
 // No retention: a task's callable and all its captures are destroyed before its completion is
-// observable by anyone, and no structure of the pool refers to a finished task (but for the one
-// case task.hpp describes: an empty node left in a queue slot by a deeply nested waiter).
+// observable by anyone, and no structure of the pool refers to a finished task (but for the two
+// cases task.hpp describes: an empty node left in a queue slot by a deeply nested waiter or by
+// cancel()).
 // A callable, its captures and its result must have noexcept destructors (checked at compile time).
 //
 // fork(): a pool's workers exist only in the process that created them. In a child process, a

@@ -4,10 +4,10 @@
 // Guarantees:
 //   * When `ready()`, `wait()`, `wait_for()` or `get()` reports the task finished, its callable
 //     and everything the callable captured have already been destroyed, and no queue of the pool
-//     refers to the task any more. One exception, for the queue reference only: a task that its
-//     waiter ran itself past the helping cap (below) stays in its queue slot, an empty node with
-//     no callable, until a worker reaches the slot and drops it; a result that nobody took with
-//     get() lives as long.
+//     refers to the task any more. Two exceptions, for the queue reference only: a task that its
+//     waiter ran itself past the helping cap (below), and a task cancel() cancelled, stay in their
+//     queue slot, an empty node with no callable, until a worker reaches the slot and drops it;
+//     a result that nobody took with get() lives as long.
 //   * Everything the task did happens-before the return of the call that observed it finished.
 //   * `get()` returns the task's value, or rethrows the very exception object the task threw, or
 //     throws tidepool::task_cancelled if the task was skipped before it started (task_expired,
