@@ -198,6 +198,25 @@ TEST(Priority, AThiefTakesHighTasksBeforeAnotherWorkersBatchOfLowOnes) {
   }
 }
 
+// A subpool's level is the default of its tasks (and a nested one inherits it); submit_options
+// still override it. Seen through the root pool's per-level counts.
+TEST(Priority, ASubpoolsLevelIsTheDefaultOfItsTasks) {
+  pool p(with_workers(2));
+  subpool_options background;
+  background.priority = priority::low;
+  subpool batch_jobs(p, 1, background);
+  subpool nested(batch_jobs, 1);
+  for (int i = 0; i < 5; ++i) batch_jobs.go([] {});
+  for (int i = 0; i < 3; ++i) nested.go([] {});
+  batch_jobs.go([] {}, at(priority::high));
+  p.stop_and_wait();
+  const pool_metrics m = p.metrics();
+  EXPECT_EQ(m.at_level(priority::low).started, 8U);
+  EXPECT_EQ(m.at_level(priority::high).started, 1U);
+  EXPECT_EQ(m.at_level(priority::normal).started, 0U);
+  for (priority level : {priority::low, priority::normal, priority::high}) EXPECT_EQ(m.at_level(level).waiting, 0U);
+}
+
 TEST(Priority, NormalTasksWithoutOptionsKeepTheirOrderAndAreCountedAsNormal) {
   pool p(with_workers(1));
   std::vector<int> order;
