@@ -1,8 +1,13 @@
 #pragma once
 // Per-task options, for the submit / try_submit / go overloads that take them:
 //
-//   auto t = pool.submit(fetch, {.deadline = std::chrono::steady_clock::now() + 50ms});
-//   pool.go(crawl, {.priority = tidepool::priority::high, .stop_token = source.get_token()});
+//   tidepool::submit_options urgent;
+//   urgent.priority = tidepool::priority::high;
+//   urgent.deadline = std::chrono::steady_clock::now() + 50ms;
+//   auto t = pool.submit(fetch, urgent);
+//
+// (Designated initializers, `{.priority = ...}`, work too, but g++ 12's -Wextra warns about every
+// member they leave out: -Wmissing-field-initializers.)
 //
 // A task submitted without options has none of their cost: its node stays as small as its
 // callable allows. Options other than the priority are kept beside the node, in a side
