@@ -29,6 +29,7 @@
 #include <atomic>   // for std::atomic
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t, std::uint64_t
+#include <mutex>    // for std::mutex
 
 #include "pool_core.hpp"
 #include "tidepool/detail/pending_count.hpp"
@@ -51,7 +52,8 @@ class subpool_core final : public task_owner {
   void stop_and_wait();
   [[nodiscard]] bool stopping() const noexcept;  // this subpool or any ancestor, pool included (seq_cst)
   [[nodiscard]] pool_metrics metrics() const;
-  [[nodiscard]] std::size_t max_concurrency() const noexcept { return max_concurrency_; }
+  [[nodiscard]] std::size_t max_concurrency() const noexcept { return runners_.limit(); }
+  void set_max_concurrency(std::size_t requested);
   [[nodiscard]] std::size_t queue_capacity() const noexcept { return queue_capacity_; }
   [[nodiscard]] bool non_blocking() const noexcept { return non_blocking_; }
   [[nodiscard]] pool_core& root() noexcept { return root_; }
@@ -94,17 +96,20 @@ class subpool_core final : public task_owner {
   void send_runner() noexcept;
   void finish_pending() noexcept;  // a last touch: may free an orphaned core
 
+  [[nodiscard]] std::size_t parent_limit() const noexcept;
+
   pool_core& root_;
   subpool_core* const parent_;
-  const std::size_t max_concurrency_;
   const std::size_t queue_capacity_;
   const bool non_blocking_;
-  const std::size_t slot_limit_;  // max_concurrency + queue_capacity, or unbounded
+  // max_concurrency + queue_capacity, or unbounded (then for good). Follows set_max_concurrency.
+  std::atomic<std::size_t> slot_limit_;
+  std::mutex resize_mutex_;  // one set_max_concurrency at a time
 
   segmented_queue<task_node> queue_;
   counters_t counters_;
   pending_count pending_;
-  alignas(cache_line_size) runner_slots runners_{max_concurrency_};
+  alignas(cache_line_size) runner_slots runners_;  // holds max_concurrency
   std::atomic<bool> stopping_{false};
 
   // Capacity (only with a bounded queue), as in pool_core.

@@ -60,6 +60,13 @@ class subpool : public detail::submitter<subpool> {
   [[nodiscard]] bool stopped() const noexcept;
   [[nodiscard]] pool_metrics metrics() const;
   [[nodiscard]] std::size_t max_concurrency() const noexcept;
+  // Changes the limit (pond's Subpool.Resize), with the constructor's rules: 0 means the
+  // parent's limit now, more than that throws std::invalid_argument. It takes effect at once for
+  // starting tasks: growing starts queued tasks now, up to the new limit; shrinking never
+  // interrupts a running task, and no further task starts until fewer than the new limit run.
+  // A bounded queue keeps its queue_capacity beyond the running tasks. Nested subpools keep
+  // their own limits, and their tasks still count against this one.
+  void set_max_concurrency(std::size_t n);
 
  private:
   friend class detail::submitter<subpool>;
