@@ -189,14 +189,19 @@ pool_metrics pool_core::metrics() const {
     m.failed += w->counters.failed.read();
     m.cancelled += w->counters.cancelled.read();
   }
+  m.cancelled += timers_.cancelled();  // delayed tasks that stop() cancelled before they were due
   std::uint64_t started = 0;
   for (const auto& w : workers_) started += w->counters.started.read();
+  // After started, before submitted: a delayed task leaves `scheduled` before it can start, and
+  // enters it after it was counted submitted (timer_queue.hpp).
+  m.scheduled = timers_.scheduled();
+  const std::uint64_t not_pushed = timers_.outside_global_queue();  // counted in `external` before it
   const std::uint64_t external = external_.accepted();
   m.submitted = external;
   for (const auto& w : workers_) m.submitted += w->counters.submitted.read();
   m.dropped = dropped_.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled;
+  m.waiting = m.submitted - started - m.cancelled - m.scheduled;
 
   for (const auto& w : workers_) {
     const auto& c = w->counters;
@@ -213,7 +218,7 @@ pool_metrics pool_core::metrics() const {
   m.wakeups += external_wakeups_.load(std::memory_order_relaxed);
   // What entered the global queue: external submissions to the pool itself, subpool runner jobs
   // sent from outside threads, what workers sent there (counted above) and hand-overs.
-  m.global_pushes += external - external_.accepted_for_subpools() +
+  m.global_pushes += external - external_.accepted_for_subpools() - not_pushed +
                      external_runner_pushes_.load(std::memory_order_relaxed) + m.overflow_pushes;
 
   for (const auto& w : workers_) {

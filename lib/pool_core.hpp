@@ -43,6 +43,7 @@
 #include "tidepool/latency_histogram.hpp"
 #include "tidepool/pool.hpp"
 #include "global_queue.hpp"
+#include "timer_queue.hpp"
 #include "worker_thread.hpp"
 
 namespace tidepool::detail {
@@ -265,6 +266,14 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // stop(), and skip every task that has not started yet (the options' stop token).
   void cancel() noexcept;
 
+  // --- timers.cpp: delayed tasks (counted submitted and scheduled now, queued when due) and
+  // periodic timers, for this pool's own tasks; the timer queue serves its subpools too.
+  submit_status submit_at(task_node* node, std::chrono::steady_clock::time_point when);
+  submit_status start_periodic(periodic_state* state, std::chrono::nanoseconds period);
+  // A due delayed task into the queues, like a submission; false if a bounded queue is full.
+  [[nodiscard]] bool enqueue_due(task_node* node) noexcept;
+  [[nodiscard]] timer_queue& timers() noexcept { return timers_; }
+
   // --- worker.cpp
   [[nodiscard]] task_node* find_task(worker& w) noexcept;
   void execute(worker& w, task_node* node, bool holds_slot) noexcept;
@@ -303,6 +312,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
  private:
   friend void worker_main(std::shared_ptr<pool_core> core, worker* w);
+  friend class timer_queue;  // tells drain waiters of a cancelled delayed task (notify_drain)
 
   enum class admission { admitted, run_inline, full, stopped };
   admission admit(worker* self, bool may_block);
@@ -378,6 +388,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   std::mutex subpools_mutex_;
   std::vector<subpool_core*> subpools_;  // guarded by subpools_mutex_
+
+  // Delayed and periodic tasks (timers.cpp). Closed by stop(); its thread joined by shutdown().
+  timer_queue timers_{*this};
 
   // Last, so that it is destroyed first: its destructor waits for a callback in progress.
   struct cancel_on_stop {

@@ -255,7 +255,10 @@ void pool_core::stop() noexcept {
   futex_wake_all(capacity_epoch_);
   // So must those blocked on a full subpool. Not in a child after fork(): nobody blocks there,
   // and the registry's lock may have been held by a thread that does not exist in the child.
-  if (!forked_away()) wake_blocked_subpool_submitters();
+  if (forked_away()) return;
+  wake_blocked_subpool_submitters();
+  // Delayed tasks not due yet are cancelled, periodic timers end (timer_queue.hpp).
+  timers_.close_and_cancel_all();
 }
 
 }  // namespace tidepool::detail

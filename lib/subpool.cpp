@@ -308,7 +308,10 @@ void subpool_core::stop() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
   // Our own blocked submitters, and those of every subpool nested in us (they check our flag).
   // Not in a child after fork(): see ~subpool_core.
-  if (!root_.forked_away()) root_.wake_blocked_subpool_submitters();
+  if (root_.forked_away()) return;
+  root_.wake_blocked_subpool_submitters();
+  // Delayed tasks not yet due are cancelled and periodic timers end, ours and nested ones'.
+  root_.timers().cancel_stopping_subpools();
 }
 
 void subpool_core::stop_and_wait() {
@@ -325,10 +328,11 @@ pool_metrics subpool_core::metrics() const {
   m.failed = counters_.failed.load(std::memory_order_acquire);
   m.cancelled = counters_.cancelled.load(std::memory_order_acquire);
   const std::uint64_t started = counters_.started.load(std::memory_order_acquire);
+  m.scheduled = counters_.scheduled.load(std::memory_order_seq_cst);
   m.submitted = counters_.submitted.load(std::memory_order_acquire);
   m.dropped = counters_.dropped.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled;
+  m.waiting = m.submitted - started - m.cancelled - m.scheduled;
   m.queue_segments = queue_.segments_allocated();
   m.retired_segments = queue_.reclamation_domain().unreclaimed();
   m.retired_segments_bound = queue_.reclamation_domain().unreclaimed_bound();

@@ -27,6 +27,7 @@
 // until after the destructor returned).
 
 #include <atomic>   // for std::atomic
+#include <chrono>   // for std::chrono::steady_clock, std::chrono::nanoseconds
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t, std::uint64_t
 #include <mutex>    // for std::mutex
@@ -54,6 +55,16 @@ class subpool_core final : public task_owner {
   [[nodiscard]] pool_metrics metrics() const;
   [[nodiscard]] std::size_t max_concurrency() const noexcept { return runners_.limit(); }
   void set_max_concurrency(std::size_t requested);
+
+  // --- timers.cpp: as pool_core's, for this subpool's tasks.
+  submit_status submit_at(task_node* node, std::chrono::steady_clock::time_point when);
+  submit_status start_periodic(periodic_state* state, std::chrono::nanoseconds period);
+  [[nodiscard]] bool enqueue_due(task_node* node) noexcept;
+  void leave_scheduled() noexcept;          // a delayed task of ours (or nested) is due or cancelled
+  void count_cancelled_delayed() noexcept;  // one that stop cancelled, here and in every ancestor
+  // The timer thread keeps us alive while it works on one of our entries outside its lock.
+  void hold() noexcept { pending_.add(); }
+  void let_go() noexcept { finish_pending(); }
   [[nodiscard]] std::size_t queue_capacity() const noexcept { return queue_capacity_; }
   [[nodiscard]] bool non_blocking() const noexcept { return non_blocking_; }
   [[nodiscard]] pool_core& root() noexcept { return root_; }
@@ -87,6 +98,7 @@ class subpool_core final : public task_owner {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> cancelled{0};
     std::atomic<std::uint64_t> dropped{0};
+    std::atomic<std::uint64_t> scheduled{0};  // a gauge: delayed tasks not due yet
   };
 
   bool admit(bool from_worker, bool may_block, submit_status& refusal);

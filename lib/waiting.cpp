@@ -135,12 +135,14 @@ std::uint64_t pool_core::unfinished() const noexcept {
   for (const auto& w : workers_) {
     finished_count += w->counters.succeeded.read() + w->counters.failed.read() + w->counters.cancelled.read();
   }
+  finished_count += timers_.cancelled();
   return submitted() - finished_count;
 }
 
 std::uint64_t pool_core::queued() const noexcept {
   std::uint64_t left_the_queue = 0;
   for (const auto& w : workers_) left_the_queue += w->counters.started.read() + w->counters.cancelled.read();
+  left_the_queue += timers_.cancelled();
   return submitted() - left_the_queue;
 }
 
@@ -184,8 +186,10 @@ void pool_core::shutdown() {
     // they might have held stay held here. Touch neither: forget the threads, leave the rest.
     // The core is never freed here (the workers' references to it are never released).
     for (auto& w : workers_) w->thread.forget();
+    timers_.forget();
     return;
   }
+  timers_.join();  // stop() closed the timer queue: its thread is on its way out
   // Submitters that are still finishing their call (or being refused) must be out before the
   // core may be destroyed. Their remaining work is a few hundred nanoseconds.
   while (external_.anyone_inside()) std::this_thread::yield();
