@@ -83,7 +83,8 @@ class timer_queue {
   [[nodiscard]] std::uint64_t outside_global_queue() const noexcept {
     return outside_global_queue_.load(std::memory_order_acquire);
   }
-  void entered_global_queue() noexcept { outside_global_queue_.fetch_sub(1, std::memory_order_release); }
+  void entering_global_queue() noexcept { outside_global_queue_.fetch_sub(1, std::memory_order_release); }
+  void not_entering_global_queue() noexcept { outside_global_queue_.fetch_add(1, std::memory_order_release); }
 
  private:
   struct entry {
@@ -107,6 +108,8 @@ class timer_queue {
   [[nodiscard]] fired fire(entry& e) noexcept;        // outside the lock
   void submit_tick(entry& e) noexcept;                // one run of a periodic timer
   void cancel(entry* e) noexcept;                     // outside the lock; deletes it
+  // Under the lock: until the thread is done with the entry it took out (not on the thread itself).
+  void wait_while_firing(std::unique_lock<std::mutex>& lock) noexcept;
 
   pool_core& core_;
   std::mutex mutex_;
@@ -114,6 +117,8 @@ class timer_queue {
   std::vector<entry*> heap_;            // guarded by mutex_; a min-heap by later_first
   std::uint64_t next_order_ = 0;        // guarded by mutex_
   bool closed_ = false;                 // guarded by mutex_
+  bool firing_ = false;                 // guarded by mutex_: the thread works on an entry it took out
+  std::condition_variable fired_;       // firing_ became false
   clock::time_point retry_at_{};        // guarded by mutex_: a full queue refused the earliest
   std::unique_ptr<std::thread> thread_;  // started under mutex_ by the first add
 

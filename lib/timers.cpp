@@ -138,6 +138,7 @@ void timer_queue::run() noexcept {
     }
     std::pop_heap(heap_.begin(), heap_.end(), later_first{});
     heap_.pop_back();
+    firing_ = true;
     // Taken under the lock, before a stopping subpool's sweep could miss this entry and let the
     // subpool go: see timer_queue.hpp.
     subpool_core* const sub = e->sub;
@@ -165,7 +166,14 @@ void timer_queue::run() noexcept {
     }
     if (sub != nullptr) sub->let_go();  // may free an orphaned subpool: our last touch of it
     lock.lock();
+    firing_ = false;
+    fired_.notify_all();
   }
+}
+
+void timer_queue::wait_while_firing(std::unique_lock<std::mutex>& lock) noexcept {
+  if (thread_ == nullptr || thread_->get_id() == std::this_thread::get_id()) return;  // (not on itself)
+  fired_.wait(lock, [this] { return !firing_; });
 }
 
 timer_queue::fired timer_queue::fire(entry& e) noexcept {
@@ -219,10 +227,13 @@ void timer_queue::cancel(entry* e) noexcept {
 void timer_queue::close_and_cancel_all() noexcept {
   std::vector<entry*> doomed;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     closed_ = true;
     doomed.swap(heap_);  // no allocation
     wake_.notify_all();
+    // An entry the thread is firing now is cancelled (or queued, if due) before we return: after
+    // stop(), no periodic run is submitted and no delayed task is left pending.
+    wait_while_firing(lock);
   }
   for (entry* e : doomed) cancel(e);
 }
@@ -230,7 +241,8 @@ void timer_queue::close_and_cancel_all() noexcept {
 void timer_queue::cancel_stopping_subpools() noexcept {
   entry* doomed = nullptr;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    wait_while_firing(lock);  // as in close_and_cancel_all; the entry may be one of ours
     const auto stopping = std::partition(heap_.begin(), heap_.end(),
                                          [](const entry* e) { return e->sub == nullptr || !e->sub->stopping(); });
     for (auto it = stopping; it != heap_.end(); ++it) {
@@ -312,16 +324,19 @@ submit_status pool_core::start_periodic(periodic_state* state, std::chrono::nano
 
 bool pool_core::enqueue_due(task_node* node) noexcept {
   if (admit(nullptr, /*may_block=*/false) != admission::admitted) return false;  // full: retried
-  timers_.leave_scheduled();  // before any worker can see it
-  sample_submit_time(node);   // its queue wait starts now
+  // Both before any worker can see it: once it has run, a snapshot must count it neither as
+  // scheduled nor as outside the global queue.
+  timers_.leave_scheduled();
+  timers_.entering_global_queue();
+  sample_submit_time(node);  // its queue wait starts now
   try {
     schedule(nullptr, node);
   } catch (...) {  // std::bad_alloc, for a new queue segment: retried like a full queue
     timers_.return_to_scheduled();
+    timers_.not_entering_global_queue();
     release_slot();
     return false;
   }
-  timers_.entered_global_queue();
   return true;
 }
 

@@ -307,7 +307,7 @@ TEST(SubpoolResize, ShrinkingNeverInterruptsRunningTasksAndLaterOnesKeepTheNewLi
   std::atomic<int> old_finished{0};
   std::latch release(1);
   for (int i = 0; i < 3; ++i) {
-    sub.go([&] {
+    sub.go([&, i] {
       all.enter();
       release.wait();
       std::this_thread::sleep_for(std::chrono::milliseconds(5 * i));  // they end one by one

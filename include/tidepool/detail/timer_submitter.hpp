@@ -20,12 +20,13 @@
 
 namespace tidepool::detail {
 
-// now + delay, saturated: a delay past the clock's range means "never before the end of time".
+// now + delay, saturated: a delay past the clock's range means "never before the end of time";
+// one of zero or less means now (as soon as possible, after what is already due).
 [[nodiscard]] inline std::chrono::steady_clock::time_point due_after(std::chrono::nanoseconds delay) noexcept {
   using clock = std::chrono::steady_clock;
   const clock::time_point now = clock::now();
+  if (delay <= std::chrono::nanoseconds::zero()) return now;
   if (delay > clock::time_point::max() - now) return clock::time_point::max();
-  if (delay < clock::time_point::min() - now) return clock::time_point::min();
   return now + delay;
 }
 
