@@ -196,11 +196,16 @@ pool_metrics pool_core::metrics() const {
   for (unsigned level = 0; level < priority_levels; ++level) {
     skipped_at_level[level] += cancelled_by_handles_at_level_[level].load(std::memory_order_relaxed);
   }
+  m.cancelled += timers_.cancelled();  // delayed tasks that stop() cancelled before they were due
   std::uint64_t started = 0;
   for (const auto& w : workers_) {
     started += w->counters.started.read();
     for (unsigned level = 0; level < priority_levels; ++level) m.levels[level].started += w->counters.started_at_level[level].read();
   }
+  // After started, before submitted: a delayed task leaves `scheduled` before it can start, and
+  // enters it after it was counted submitted (timer_queue.hpp).
+  m.scheduled = timers_.scheduled();
+  const std::uint64_t not_pushed = timers_.outside_global_queue();  // counted in `external` before it
   const std::uint64_t external = external_.accepted();
   m.submitted = external;
   std::uint64_t submitted_at_level[priority_levels]{};
@@ -211,7 +216,7 @@ pool_metrics pool_core::metrics() const {
   for (unsigned level = 0; level < priority_levels; ++level) submitted_at_level[level] += external_.accepted_at_level(level);
   m.dropped = dropped_.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled - m.expired;
+  m.waiting = m.submitted - started - m.cancelled - m.expired - m.scheduled;
   // Only the levels other than normal are counted per level: normal has what they leave. The
   // per-level counts are relaxed on the submitting side (submission.cpp), so a level's waiting
   // is clamped at zero rather than trusted to the same read order.
@@ -242,7 +247,7 @@ pool_metrics pool_core::metrics() const {
   m.wakeups += external_wakeups_.load(std::memory_order_relaxed);
   // What entered the global queue: external submissions to the pool itself, subpool runner jobs
   // sent from outside threads, what workers sent there (counted above) and hand-overs.
-  m.global_pushes += external - external_.accepted_for_subpools() +
+  m.global_pushes += external - external_.accepted_for_subpools() - not_pushed +
                      external_runner_pushes_.load(std::memory_order_relaxed) + m.overflow_pushes;
 
   for (const auto& w : workers_) {

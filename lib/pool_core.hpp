@@ -45,6 +45,7 @@
 #include "tidepool/pool.hpp"
 #include "tidepool/detail/priority_queues.hpp"
 #include "global_queue.hpp"
+#include "timer_queue.hpp"
 #include "worker_thread.hpp"
 
 namespace tidepool::detail {
@@ -275,6 +276,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // this pool is stopping. uncount_accepted takes a count back whose task never got queued.
   [[nodiscard]] bool count_accepted(worker* self, priority level) noexcept;
   void uncount_accepted(worker* self, priority level) noexcept;
+  // A delayed task, counted submitted at no level when accepted, is counted at its level once
+  // due: per-level figures (metrics) count tasks in the queues, not those still scheduled.
+  void count_due_at_level(priority level, bool add = true) noexcept;
   void count_dropped() noexcept { dropped_.fetch_add(1, std::memory_order_relaxed); }
   // Stamps every latency_sample_every-th node submitted by this thread with the time.
   void sample_submit_time(task_node* node) const noexcept;
@@ -285,6 +289,14 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
   // stop(), and skip every task that has not started yet (the options' stop token).
   void cancel() noexcept;
+
+  // --- timers.cpp: delayed tasks (counted submitted and scheduled now, queued when due) and
+  // periodic timers, for this pool's own tasks; the timer queue serves its subpools too.
+  submit_status submit_at(task_node* node, std::chrono::steady_clock::time_point when);
+  submit_status start_periodic(periodic_state* state, std::chrono::nanoseconds period);
+  // A due delayed task into the queues, like a submission; false if a bounded queue is full.
+  [[nodiscard]] bool enqueue_due(task_node* node) noexcept;
+  [[nodiscard]] timer_queue& timers() noexcept { return timers_; }
 
   // --- worker.cpp
   [[nodiscard]] task_node* find_task(worker& w) noexcept;
@@ -327,6 +339,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
  private:
   friend void worker_main(std::shared_ptr<pool_core> core, worker* w);
+  friend class timer_queue;  // tells drain waiters of a cancelled delayed task (notify_drain)
 
   enum class admission { admitted, run_inline, full, stopped };
   admission admit(worker* self, bool may_block);
@@ -413,6 +426,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   std::mutex subpools_mutex_;
   std::vector<subpool_core*> subpools_;  // guarded by subpools_mutex_
+
+  // Delayed and periodic tasks (timers.cpp). Closed by stop(); its thread joined by shutdown().
+  timer_queue timers_{*this};
 
   // Last, so that it is destroyed first: its destructor waits for a callback in progress.
   struct cancel_on_stop {

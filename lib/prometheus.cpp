@@ -100,6 +100,7 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
   append(out, prefix, "tasks_dropped", kind::counter, "Submissions refused (pool stopped or queue full).", m.dropped);
   append(out, prefix, "tasks_waiting", kind::gauge, "Accepted tasks not started yet.", m.waiting);
   append(out, prefix, "tasks_running", kind::gauge, "Tasks running now.", m.running);
+  append(out, prefix, "tasks_scheduled", kind::gauge, "Accepted delayed tasks not due yet.", m.scheduled);
   append(out, prefix, "local_pushes", kind::counter, "Task group tasks a worker put on its own deque.", m.local_pushes);
   append(out, prefix, "overflow_pushes", kind::counter, "Queued tasks a retiring worker handed to the global queue.", m.overflow_pushes);
   append(out, prefix, "global_pushes", kind::counter, "Tasks that entered the global queue.", m.global_pushes);

@@ -225,6 +225,14 @@ void pool_core::count_at_level(worker& self, priority level, bool add) noexcept 
   }
 }
 
+void pool_core::count_due_at_level(priority level, bool add) noexcept {
+  if (worker* self = worker_of_this_thread()) {
+    count_at_level(*self, level, add);
+  } else {
+    count_at_level(external_.of_this_thread(), level, add);
+  }
+}
+
 void pool_core::take_back(external_submissions::shard& mine, priority level) noexcept {
   count_at_level(mine, level, /*add=*/false);
   mine.accepted.fetch_sub(1, std::memory_order_seq_cst);
@@ -285,7 +293,10 @@ void pool_core::stop() noexcept {
   futex_wake_all(capacity_epoch_);
   // So must those blocked on a full subpool. Not in a child after fork(): nobody blocks there,
   // and the registry's lock may have been held by a thread that does not exist in the child.
-  if (!forked_away()) wake_blocked_subpool_submitters();
+  if (forked_away()) return;
+  wake_blocked_subpool_submitters();
+  // Delayed tasks not due yet are cancelled, periodic timers end (timer_queue.hpp).
+  timers_.close_and_cancel_all();
 }
 
 }  // namespace tidepool::detail

@@ -47,12 +47,40 @@ subpool_core::subpool_core(pool_core& root, subpool_core* parent, std::size_t ma
     : task_owner(/*direct_pool=*/nullptr, /*stays_local=*/false),
       root_(root),
       parent_(parent),
-      max_concurrency_(resolve_limit(max_concurrency, parent != nullptr ? parent->max_concurrency() : root.worker_count())),
       queue_capacity_(options.queue_capacity.value_or(parent != nullptr ? parent->queue_capacity() : root.options().queue_capacity)),
       non_blocking_(options.non_blocking.value_or(parent != nullptr ? parent->non_blocking() : root.options().non_blocking)),
       priority_(options.priority ? options.priority : parent != nullptr ? parent->default_priority() : std::nullopt),
-      slot_limit_(slot_limit(max_concurrency_, queue_capacity_)) {
+      runners_(resolve_limit(max_concurrency, parent_limit())) {
+  slot_limit_.store(slot_limit(runners_.limit(), queue_capacity_), std::memory_order_relaxed);
   root_.register_subpool(*this);
+}
+
+std::size_t subpool_core::parent_limit() const noexcept {
+  return parent_ != nullptr ? parent_->max_concurrency() : root_.worker_count();
+}
+
+void subpool_core::set_max_concurrency(std::size_t requested) {
+  const std::size_t limit = resolve_limit(requested, parent_limit());
+  const std::lock_guard lock(resize_mutex_);
+  const std::size_t before = runners_.limit();
+  runners_.set_limit(limit);
+  // A bounded queue keeps holding queue_capacity tasks beyond the running ones, as the
+  // constructor set it. Unbounded stays unbounded (in_flight_ was never counted then).
+  if (slot_limit_.load(std::memory_order_relaxed) != unbounded) {
+    const std::size_t slots = slot_limit(limit, queue_capacity_);
+    slot_limit_.store(slots == unbounded ? unbounded - 1 : slots, std::memory_order_seq_cst);
+    // Submitters blocked on a full queue re-check against the new limit.
+    if (limit > before && blocked_submitters_.load(std::memory_order_seq_cst) > 0) {
+      capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
+      futex_wake_all(capacity_epoch_);
+    }
+  }
+  // Shrinking is left to the runners (over_limit: runner_slots.hpp). Growing: queued tasks need
+  // not wait for a running one to end; take the new slots now, one runner job each. A job that
+  // then finds the queue empty gives its slot back (at most limit - before such jobs).
+  for (std::size_t sent = before; sent < limit && !queue_.empty_estimate() && runners_.try_take(); ++sent) {
+    send_runner();
+  }
 }
 
 subpool_core::~subpool_core() {
@@ -111,10 +139,10 @@ bool subpool_core::stopping() const noexcept {
 }
 
 bool subpool_core::admit(bool from_worker, bool may_block, submit_status& refusal) {
-  if (slot_limit_ == unbounded) return true;
+  if (slot_limit_.load(std::memory_order_relaxed) == unbounded) return true;
   std::size_t used = in_flight_.load(std::memory_order_relaxed);
   for (;;) {
-    while (used < slot_limit_) {
+    while (used < slot_limit_.load(std::memory_order_seq_cst)) {
       if (in_flight_.compare_exchange_weak(used, used + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
         return true;
       }
@@ -130,7 +158,7 @@ bool subpool_core::admit(bool from_worker, bool may_block, submit_status& refusa
     const std::uint32_t epoch = capacity_epoch_.load(std::memory_order_seq_cst);
     blocked_submitters_.fetch_add(1, std::memory_order_seq_cst);
     used = in_flight_.load(std::memory_order_seq_cst);
-    if (used >= slot_limit_ && !stopping()) futex_wait(capacity_epoch_, epoch);
+    if (used >= slot_limit_.load(std::memory_order_seq_cst) && !stopping()) futex_wait(capacity_epoch_, epoch);
     blocked_submitters_.fetch_sub(1, std::memory_order_relaxed);
     if (stopping()) {
       refusal = submit_status::stopped;
@@ -141,7 +169,7 @@ bool subpool_core::admit(bool from_worker, bool may_block, submit_status& refusa
 }
 
 void subpool_core::release_slot() noexcept {
-  if (slot_limit_ == unbounded) return;
+  if (slot_limit_.load(std::memory_order_relaxed) == unbounded) return;
   in_flight_.fetch_sub(1, std::memory_order_seq_cst);
   if (blocked_submitters_.load(std::memory_order_seq_cst) > 0) {
     capacity_epoch_.fetch_add(1, std::memory_order_seq_cst);
@@ -241,7 +269,10 @@ void subpool_core::enqueue_runner(task_node* job) noexcept {
 
 void subpool_core::run_one() noexcept {
   worker* w = current_worker();
-  if (task_node* t = queue_.try_dequeue()) {
+  // Over the limit (it shrank since this job was sent): run nothing, and give the slot back
+  // below, which pass_on_or_give_back does when it sees the same.
+  task_node* t = runners_.over_limit() ? nullptr : queue_.try_dequeue();
+  if (t != nullptr) {
     const bool child_runner = t->kind == task_kind::subpool_runner;
     {
       const running_record record{this, innermost_running};
@@ -285,7 +316,10 @@ void subpool_core::stop() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
   // Our own blocked submitters, and those of every subpool nested in us (they check our flag).
   // Not in a child after fork(): see ~subpool_core.
-  if (!root_.forked_away()) root_.wake_blocked_subpool_submitters();
+  if (root_.forked_away()) return;
+  root_.wake_blocked_subpool_submitters();
+  // Delayed tasks not yet due are cancelled and periodic timers end, ours and nested ones'.
+  root_.timers().cancel_stopping_subpools();
 }
 
 void subpool_core::stop_and_wait() {
@@ -303,10 +337,11 @@ pool_metrics subpool_core::metrics() const {
   m.cancelled = counters_.cancelled.load(std::memory_order_acquire);
   m.expired = counters_.expired.load(std::memory_order_acquire);
   const std::uint64_t started = counters_.started.load(std::memory_order_acquire);
+  m.scheduled = counters_.scheduled.load(std::memory_order_seq_cst);
   m.submitted = counters_.submitted.load(std::memory_order_acquire);
   m.dropped = counters_.dropped.load(std::memory_order_relaxed);
   m.running = started - m.succeeded - m.failed;
-  m.waiting = m.submitted - started - m.cancelled - m.expired;
+  m.waiting = m.submitted - started - m.cancelled - m.expired - m.scheduled;
   m.queue_segments = queue_.segments_allocated();
   m.retired_segments = queue_.reclamation_domain().unreclaimed();
   m.retired_segments_bound = queue_.reclamation_domain().unreclaimed_bound();
@@ -338,5 +373,6 @@ void subpool::stop_and_wait() { core_->stop_and_wait(); }
 bool subpool::stopped() const noexcept { return core_->stopping(); }
 pool_metrics subpool::metrics() const { return core_->metrics(); }
 std::size_t subpool::max_concurrency() const noexcept { return core_->max_concurrency(); }
+void subpool::set_max_concurrency(std::size_t n) { core_->set_max_concurrency(n); }
 
 }  // namespace tidepool

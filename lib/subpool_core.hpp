@@ -27,8 +27,10 @@
 // until after the destructor returned).
 
 #include <atomic>   // for std::atomic
+#include <chrono>   // for std::chrono::steady_clock, std::chrono::nanoseconds
 #include <cstddef>  // for std::size_t
 #include <cstdint>  // for std::uint32_t, std::uint64_t
+#include <mutex>    // for std::mutex
 #include <optional> // for std::optional
 
 #include "pool_core.hpp"
@@ -52,7 +54,18 @@ class subpool_core final : public task_owner {
   void stop_and_wait();
   [[nodiscard]] bool stopping() const noexcept;  // this subpool or any ancestor, pool included (seq_cst)
   [[nodiscard]] pool_metrics metrics() const;
-  [[nodiscard]] std::size_t max_concurrency() const noexcept { return max_concurrency_; }
+  [[nodiscard]] std::size_t max_concurrency() const noexcept { return runners_.limit(); }
+  void set_max_concurrency(std::size_t requested);
+
+  // --- timers.cpp: as pool_core's, for this subpool's tasks.
+  submit_status submit_at(task_node* node, std::chrono::steady_clock::time_point when);
+  submit_status start_periodic(periodic_state* state, std::chrono::nanoseconds period);
+  [[nodiscard]] bool enqueue_due(task_node* node) noexcept;
+  void leave_scheduled() noexcept;          // a delayed task of ours (or nested) is due or cancelled
+  void count_cancelled_delayed() noexcept;  // one that stop cancelled, here and in every ancestor
+  // The timer thread keeps us alive while it works on one of our entries outside its lock.
+  void hold() noexcept { pending_.add(); }
+  void let_go() noexcept { finish_pending(); }
   [[nodiscard]] std::size_t queue_capacity() const noexcept { return queue_capacity_; }
   [[nodiscard]] bool non_blocking() const noexcept { return non_blocking_; }
   [[nodiscard]] std::optional<tidepool::priority> default_priority() const noexcept { return priority_; }
@@ -90,6 +103,7 @@ class subpool_core final : public task_owner {
     std::atomic<std::uint64_t> cancelled{0};
     std::atomic<std::uint64_t> expired{0};
     std::atomic<std::uint64_t> dropped{0};
+    std::atomic<std::uint64_t> scheduled{0};  // a gauge: delayed tasks not due yet
   };
 
   bool admit(bool from_worker, bool may_block, submit_status& refusal);
@@ -99,18 +113,21 @@ class subpool_core final : public task_owner {
   void send_runner() noexcept;
   void finish_pending() noexcept;  // a last touch: may free an orphaned core
 
+  [[nodiscard]] std::size_t parent_limit() const noexcept;
+
   pool_core& root_;
   subpool_core* const parent_;
-  const std::size_t max_concurrency_;
   const std::size_t queue_capacity_;
   const bool non_blocking_;
   const std::optional<tidepool::priority> priority_;  // for tasks without submit_options
-  const std::size_t slot_limit_;  // max_concurrency + queue_capacity, or unbounded
+  // max_concurrency + queue_capacity, or unbounded (then for good). Follows set_max_concurrency.
+  std::atomic<std::size_t> slot_limit_;
+  std::mutex resize_mutex_;  // one set_max_concurrency at a time
 
   segmented_queue<task_node> queue_;
   counters_t counters_;
   pending_count pending_;
-  alignas(cache_line_size) runner_slots runners_{max_concurrency_};
+  alignas(cache_line_size) runner_slots runners_;  // holds max_concurrency
   std::atomic<bool> stopping_{false};
 
   // Capacity (only with a bounded queue), as in pool_core.

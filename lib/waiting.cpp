@@ -137,6 +137,7 @@ std::uint64_t pool_core::unfinished() const noexcept {
                       w->counters.expired.read();
   }
   finished_count += cancelled_by_handles_.load(std::memory_order_seq_cst);
+  finished_count += timers_.cancelled();
   return submitted() - finished_count;
 }
 
@@ -146,6 +147,7 @@ std::uint64_t pool_core::queued() const noexcept {
     left_the_queue += w->counters.started.read() + w->counters.cancelled.read() + w->counters.expired.read();
   }
   left_the_queue += cancelled_by_handles_.load(std::memory_order_seq_cst);
+  left_the_queue += timers_.cancelled();
   return submitted() - left_the_queue;
 }
 
@@ -189,8 +191,10 @@ void pool_core::shutdown() {
     // they might have held stay held here. Touch neither: forget the threads, leave the rest.
     // The core is never freed here (the workers' references to it are never released).
     for (auto& w : workers_) w->thread.forget();
+    timers_.forget();
     return;
   }
+  timers_.join();  // stop() closed the timer queue: its thread is on its way out
   // Submitters that are still finishing their call (or being refused) must be out before the
   // core may be destroyed. Their remaining work is a few hundred nanoseconds.
   while (external_.anyone_inside()) std::this_thread::yield();

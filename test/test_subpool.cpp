@@ -177,12 +177,16 @@ TEST(Subpool, StoppingTheParentStopsItsSubpoolsButRunsWhatTheyAccepted) {
   p.stop_and_wait();
 }
 
+tidepool::subpool_options non_blocking_queue_of(std::size_t capacity) {
+  tidepool::subpool_options o;
+  o.queue_capacity = capacity;
+  o.non_blocking = true;
+  return o;
+}
+
 TEST(Subpool, NonBlockingSubpoolRefusesWhenFull) {
   pool p(with_workers(2));
-  tidepool::subpool_options o;
-  o.queue_capacity = 3;
-  o.non_blocking = true;
-  subpool sub(p, 1, o);
+  subpool sub(p, 1, non_blocking_queue_of(3));
   tidepool::testing::occupied_workers busy(sub, 1);
   for (int i = 0; i < 3; ++i) sub.go([] {});
   EXPECT_THROW(sub.go([] {}), tidepool::queue_full);
@@ -259,6 +263,140 @@ TEST(Subpool, ASubpoolScopedInsideATaskWaitsForItsTasks) {
     return sum.load();
   });
   EXPECT_EQ(total.get(), 5050);
+}
+
+// Waits (polling, generous) until `done()`; false if it never became true.
+template <class Done>
+bool eventually(Done done) {
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+TEST(SubpoolResize, GrowingStartsQueuedTasksAtOnce) {
+  pool p(with_workers(4));
+  subpool sub(p, 1);
+  concurrency_probe probe;
+  std::latch release(1);
+  for (int i = 0; i < 4; ++i) {
+    sub.go([&] {
+      probe.enter();
+      release.wait();
+      probe.leave();
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return probe.now.load() == 1; }));
+  sub.set_max_concurrency(3);
+  EXPECT_EQ(sub.max_concurrency(), 3U);
+  // The first task still blocks: only the new slots can start the queued ones.
+  EXPECT_TRUE(eventually([&] { return probe.now.load() == 3; })) << "running: " << probe.now.load();
+  release.count_down();
+  sub.stop_and_wait();
+  EXPECT_EQ(probe.peak.load(), 3);
+  EXPECT_EQ(sub.metrics().succeeded, 4U);
+}
+
+TEST(SubpoolResize, ShrinkingNeverInterruptsRunningTasksAndLaterOnesKeepTheNewLimit) {
+  pool p(with_workers(4));
+  subpool sub(p, 3);
+  concurrency_probe all;             // every task of the subpool
+  std::atomic<int> most_seen_later{0};  // the most running (all tasks) that a later task saw
+  std::atomic<int> old_finished{0};
+  std::latch release(1);
+  for (int i = 0; i < 3; ++i) {
+    sub.go([&, i] {
+      all.enter();
+      release.wait();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 * i));  // they end one by one
+      all.leave();
+      old_finished.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return all.now.load() == 3; }));
+  const int later = 200;
+  for (int i = 0; i < later; ++i) {
+    sub.go([&] {
+      all.enter();
+      const int n = all.now.load();
+      int seen = most_seen_later.load();
+      while (n > seen && !most_seen_later.compare_exchange_weak(seen, n)) {
+      }
+      std::this_thread::sleep_for(20us);
+      all.leave();
+    });
+  }
+  sub.set_max_concurrency(1);
+  EXPECT_EQ(all.now.load(), 3) << "running tasks are not interrupted";
+  release.count_down();
+  sub.stop_and_wait();
+  EXPECT_EQ(old_finished.load(), 3);
+  EXPECT_EQ(sub.metrics().succeeded, static_cast<std::uint64_t>(3 + later));
+  EXPECT_EQ(most_seen_later.load(), 1) << "a later task started while others of the subpool ran";
+}
+
+TEST(SubpoolResize, BadLimitsThrowAsInTheConstructorAndChangeNothing) {
+  pool p(with_workers(3));
+  subpool sub(p, 2);
+  EXPECT_THROW(sub.set_max_concurrency(4), std::invalid_argument);
+  EXPECT_EQ(sub.max_concurrency(), 2U);
+  sub.set_max_concurrency(0);
+  EXPECT_EQ(sub.max_concurrency(), 3U) << "0 means the parent's limit";
+  subpool child(sub, 1);
+  EXPECT_THROW(child.set_max_concurrency(4), std::invalid_argument);
+  child.set_max_concurrency(0);
+  EXPECT_EQ(child.max_concurrency(), 3U);
+  sub.set_max_concurrency(1);
+  EXPECT_EQ(sub.max_concurrency(), 1U);
+  EXPECT_THROW(child.set_max_concurrency(2), std::invalid_argument) << "checked against the parent's limit now";
+  EXPECT_EQ(child.submit([] { return 5; }).get(), 5);
+}
+
+TEST(SubpoolResize, ABoundedQueueFollowsTheLimit) {
+  pool p(with_workers(3));
+  subpool sub(p, 1, non_blocking_queue_of(0));
+  tidepool::testing::occupied_workers busy(sub, 1);
+  EXPECT_THROW(sub.go([] {}), tidepool::queue_full);
+  sub.set_max_concurrency(2);
+  tidepool::testing::occupied_workers second(sub, 1);  // room for one more running task now
+  EXPECT_THROW(sub.go([] {}), tidepool::queue_full);
+  busy.release();
+  second.release();
+  sub.stop_and_wait();
+  EXPECT_EQ(sub.metrics().succeeded, 2U);
+  EXPECT_EQ(sub.metrics().dropped, 2U);
+}
+
+TEST(SubpoolResize, ResizingWhileTasksRunLosesNothingAndKeepsTheLargestLimit) {
+  pool p(with_workers(4));
+  subpool sub(p, 2);
+  concurrency_probe probe;
+  std::atomic<bool> done{false};
+  std::thread resizer([&] {
+    for (std::size_t i = 0; !done.load(); ++i) {
+      sub.set_max_concurrency(1 + i % 3);
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  const std::size_t n = stress_count(20'000, 2'000);
+  std::atomic<std::size_t> ran{0};
+  for (std::size_t i = 0; i < n; ++i) {
+    sub.go([&] {
+      probe.enter();
+      ran.fetch_add(1);
+      probe.leave();
+    });
+  }
+  sub.stop_and_wait();
+  done.store(true);
+  resizer.join();
+  EXPECT_EQ(ran.load(), n);
+  EXPECT_LE(probe.peak.load(), 3);
+  const auto m = sub.metrics();
+  EXPECT_EQ(m.succeeded, n);
+  EXPECT_EQ(m.waiting + m.running, 0U);
 }
 
 }  // namespace

@@ -10,8 +10,10 @@
 namespace tidepool {
 
 // Task counters follow Go's pond: every accepted task is counted `submitted` once and is, at any
-// moment, in exactly one of waiting, running, succeeded, failed, cancelled or expired:
-//     submitted == waiting + running + succeeded + failed + cancelled + expired.
+// moment, in exactly one of scheduled, waiting, running, succeeded, failed, cancelled or expired:
+//     submitted == scheduled + waiting + running + succeeded + failed + cancelled + expired.
+// (`scheduled`: delayed tasks, submit_after / submit_at, whose time has not come; a task leaves
+// it just before it can be seen in a queue, so no snapshot counts it twice or not at all.)
 // A refused submission is counted `dropped` and never `submitted`.
 //
 // A snapshot is taken without stopping the pool. Counters are read in the reverse order of a
@@ -27,6 +29,7 @@ struct pool_metrics {
   std::uint64_t failed = 0;     // threw an exception
   std::uint64_t cancelled = 0;  // accepted, then skipped before it started
   std::uint64_t expired = 0;    // accepted, then skipped: still waiting at its deadline
+  std::uint64_t scheduled = 0;  // accepted delayed tasks not due yet (not `waiting` yet)
   std::uint64_t dropped = 0;    // refused: pool stopped or queue full
 
   // Scheduler counters: what the work-stealing machinery did.

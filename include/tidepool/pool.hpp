@@ -63,6 +63,7 @@
 // fork are the parent's: their handles never complete in the child. default_pool() in a child
 // is a new pool.
 
+#include <chrono>       // for std::chrono::steady_clock, std::chrono::nanoseconds
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX, std::uint32_t
 #include <exception>    // for std::exception_ptr
@@ -72,6 +73,7 @@
 #include <string>       // for std::string
 
 #include "tidepool/detail/submitter.hpp"
+#include "tidepool/detail/timer_submitter.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/errors.hpp"
 #include "tidepool/metrics.hpp"
@@ -121,8 +123,13 @@ class pool_core;
 struct pool_access;
 }  // namespace detail
 
-// submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp).
-class pool : public detail::submitter<pool> {
+// submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp);
+// submit_after(d, f), submit_at(t, f) and go_every(period, f) from detail::timer_submitter
+// (detail/timer_submitter.hpp). Timers: one min-heap per pool, served by one timer thread that
+// the first timer starts and that sleeps until the earliest is due. A due task enters the queues
+// like a submission; with a bounded queue it takes its slot then, and while the queue is full it
+// stays in the timer queue (counted `scheduled`, retried every millisecond), never dropped.
+class pool : public detail::submitter<pool>, public detail::timer_submitter<pool> {
  public:
   explicit pool(pool_options options = {});
   // stop_and_wait(), then ends the workers. Safe to call from one of the pool's own tasks: that
@@ -134,7 +141,9 @@ class pool : public detail::submitter<pool> {
   pool(pool&&) = delete;
   pool& operator=(pool&&) = delete;
 
-  // Refuses new tasks from now on; every task already accepted still runs. Does not wait.
+  // Refuses new tasks from now on; every task already accepted still runs, but for delayed tasks
+  // not yet due (submit_after / submit_at), which are cancelled (their handles throw
+  // task_cancelled), and periodic timers (go_every), which end. Does not wait.
   void stop();
   // stop(), then waits until every accepted task has finished.
   // From inside one of the pool's own tasks it cannot wait for everything (the calling task, a
@@ -160,12 +169,15 @@ class pool : public detail::submitter<pool> {
 
  private:
   friend class detail::submitter<pool>;
+  friend class detail::timer_submitter<pool>;
   friend class task_group;
   friend class subpool;
   friend struct detail::pool_access;
 
   // On refusal the node is destroyed here and the refusal counted.
   detail::submit_status submit_node(detail::task_node* node, bool may_block);
+  detail::submit_status submit_node_at(detail::task_node* node, std::chrono::steady_clock::time_point when);
+  detail::submit_status start_periodic(detail::periodic_state* state, std::chrono::nanoseconds period);
 
   std::shared_ptr<detail::pool_core> core_;
 };

@@ -21,11 +21,13 @@
 //   cancelled), and its internals are freed by the last of them to finish. Do not submit to it
 //   afterwards, and (as for the pool) destroy its parent only after its tasks are done.
 
+#include <chrono>       // for std::chrono::steady_clock, std::chrono::nanoseconds
 #include <cstddef>      // for std::size_t
 #include <memory>       // for std::unique_ptr
 #include <optional>     // for std::optional
 
 #include "tidepool/detail/submitter.hpp"
+#include "tidepool/detail/timer_submitter.hpp"
 #include "tidepool/metrics.hpp"
 #include "tidepool/pool.hpp"
 #include "tidepool/priority.hpp"
@@ -47,8 +49,12 @@ class task_owner;
 struct subpool_access;
 }
 
-// submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp).
-class subpool : public detail::submitter<subpool> {
+// submit(f), try_submit(f) and go(f) come from detail::submitter (detail/submitter.hpp);
+// submit_after, submit_at and go_every from detail::timer_submitter: served by the pool's timer
+// queue; a due task enters this subpool's queue (within its limit) like a submission. stop()
+// (this subpool's or an ancestor's) cancels its delayed tasks not yet due and ends its periodic
+// timers, as the pool's stop() does for the pool.
+class subpool : public detail::submitter<subpool>, public detail::timer_submitter<subpool> {
  public:
   subpool(pool& parent, std::size_t max_concurrency, subpool_options options = {});
   subpool(subpool& parent, std::size_t max_concurrency, subpool_options options = {});
@@ -64,12 +70,22 @@ class subpool : public detail::submitter<subpool> {
   [[nodiscard]] bool stopped() const noexcept;
   [[nodiscard]] pool_metrics metrics() const;
   [[nodiscard]] std::size_t max_concurrency() const noexcept;
+  // Changes the limit (pond's Subpool.Resize), with the constructor's rules: 0 means the
+  // parent's limit now, more than that throws std::invalid_argument. It takes effect at once for
+  // starting tasks: growing starts queued tasks now, up to the new limit; shrinking never
+  // interrupts a running task, and no further task starts until fewer than the new limit run.
+  // A bounded queue keeps its queue_capacity beyond the running tasks. Nested subpools keep
+  // their own limits, and their tasks still count against this one.
+  void set_max_concurrency(std::size_t n);
 
  private:
   friend class detail::submitter<subpool>;
+  friend class detail::timer_submitter<subpool>;
   friend class task_group;
   friend struct detail::subpool_access;
   detail::submit_status submit_node(detail::task_node* node, bool may_block);
+  detail::submit_status submit_node_at(detail::task_node* node, std::chrono::steady_clock::time_point when);
+  detail::submit_status start_periodic(detail::periodic_state* state, std::chrono::nanoseconds period);
 
   std::unique_ptr<detail::subpool_core> core_;
 };

@@ -13,3 +13,4 @@
 #include "tidepool/subpool.hpp"     // for subpool, subpool_options
 #include "tidepool/task.hpp"        // for task
 #include "tidepool/task_group.hpp"  // for task_group
+#include "tidepool/timer.hpp"       // for timer (go_every)

@@ -434,8 +434,15 @@ struct parking_deque_publish : parking_model<0> {};
 //   subpool_two_submitters: limit 1, two submitters with a task each, two workers: two takers
 //   of one free slot.
 //   subpool_two_slots: limit 2, the same threads: two runners at once.
-template <unsigned Limit, int Submitters, int TasksEach, unsigned Workers>
-struct subpool_model : rl::test_suite<subpool_model<Limit, Submitters, TasksEach, Workers>, Submitters + Workers> {
+//   subpool_shrink / subpool_grow: limit 2 → 1 and 1 → 2 (set_max_concurrency) by a third kind
+//   of thread while one submitter's two tasks run on two workers: the runner's over-limit
+//   give-back and the grower's slot taking, against the hand-off. Checked as above, with at most
+//   the larger of the two limits running.
+template <unsigned Limit, int Submitters, int TasksEach, unsigned Workers, unsigned NewLimit = 0>
+struct subpool_model
+    : rl::test_suite<subpool_model<Limit, Submitters, TasksEach, Workers, NewLimit>,
+                     Submitters + Workers + (NewLimit != 0 ? 1 : 0)> {
+  static constexpr unsigned most_running = NewLimit > Limit ? NewLimit : Limit;
   static constexpr int items_count = Submitters * TasksEach;
   item items[items_count];
   ledger<items_count> taken;
@@ -460,9 +467,10 @@ struct subpool_model : rl::test_suite<subpool_model<Limit, Submitters, TasksEach
   }
 
   void run_one() {
-    if (item* it = queue.try_dequeue()) {
+    // As lib/subpool.cpp: a runner job over the limit runs nothing and gives its slot back.
+    if (item* it = slots.over_limit() ? nullptr : queue.try_dequeue()) {
       // Relaxed: read-modify-writes of one variable see each other in order; nothing to publish.
-      RL_ASSERT(running_tasks.fetch_add(1, std::memory_order_relaxed) < Limit);
+      RL_ASSERT(running_tasks.fetch_add(1, std::memory_order_relaxed) < most_running);
       taken.take(it);
       running_tasks.fetch_sub(1, std::memory_order_relaxed);
       ran.fetch_add(1, std::memory_order_relaxed);
@@ -471,7 +479,14 @@ struct subpool_model : rl::test_suite<subpool_model<Limit, Submitters, TasksEach
   }
 
   void thread(unsigned index) {
-    if (index < Submitters) {
+    if (NewLimit != 0 && index == Submitters + Workers) {
+      // The resizer: lib/subpool.cpp's set_max_concurrency.
+      const std::size_t before = slots.limit();
+      slots.set_limit(NewLimit);
+      for (std::size_t sent = before; sent < NewLimit && !queue.empty_estimate() && slots.try_take(); ++sent) {
+        send_runner();
+      }
+    } else if (index < Submitters) {
       for (int i = 0; i < TasksEach; ++i) {
         item& it = items[static_cast<int>(index) * TasksEach + i];
         it.payload($) = payload_of(it.index);
@@ -505,6 +520,8 @@ struct subpool_model : rl::test_suite<subpool_model<Limit, Submitters, TasksEach
 struct subpool_hand_off : subpool_model<1, 1, 2, 1> {};
 struct subpool_two_submitters : subpool_model<1, 2, 1, 2> {};
 struct subpool_two_slots : subpool_model<2, 2, 1, 2> {};
+struct subpool_shrink : subpool_model<2, 1, 2, 2, 1> {};
+struct subpool_grow : subpool_model<1, 1, 2, 2, 2> {};
 
 struct search {
   rl::scheduler_type_e type;
@@ -591,6 +608,8 @@ bool run_model(const std::string& model, bool expect_failure) {
     return run<subpool_two_submitters>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
   }
   if (model == "subpool_two_slots") return run<subpool_two_slots>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
+  if (model == "subpool_shrink") return run<subpool_shrink>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
+  if (model == "subpool_grow") return run<subpool_grow>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
   std::cout << "unknown model " << model << "\n";
   std::exit(2);
 }
