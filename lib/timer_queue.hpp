@@ -36,6 +36,7 @@
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/periodic_state.hpp"
 #include "tidepool/detail/task_node.hpp"
+#include "tidepool/detail/task_node.hpp"
 
 namespace tidepool::detail {
 
@@ -60,6 +61,22 @@ class timer_queue {
   // A periodic timer whose first tick is one period from now; takes a reference to `state`.
   // False (nothing taken) under the same conditions.
   [[nodiscard]] bool add_periodic(std::chrono::nanoseconds period, periodic_state* state, subpool_core* sub);
+
+  // cancel() on the handle of a delayed task, which the caller has claimed (claimed_bit) while its
+  // delayed_bit was set. Waits for an entry being fired, then: `cancelled` if the task was still
+  // here (removed, cancelled and counted as stop() does); `queued` if it has entered a queue
+  // meanwhile (the caller cancels it as a queued task); `gone` if stop() cancelled it.
+  enum class delayed_cancel { cancelled, queued, gone };
+  [[nodiscard]] delayed_cancel cancel_delayed(task_node* node) noexcept;
+  // For the pool's and subpools' enqueue_due: the task leaves the delayed state just before it
+  // enters a queue; restored if it could not, unless someone claimed it in between (true then: a
+  // canceller or a waiter has taken it over as a queued task, and the caller lets go of it).
+  static void leaving_delayed(task_node* node) noexcept {
+    node->state.fetch_and(~delayed_bit, std::memory_order_acq_rel);
+  }
+  [[nodiscard]] static bool taken_while_leaving(task_node* node) noexcept {
+    return (node->state.fetch_or(delayed_bit, std::memory_order_acq_rel) & claimed_bit) != 0;
+  }
 
   // The pool stops: refuse from now on, cancel every entry, let the thread exit.
   void close_and_cancel_all() noexcept;

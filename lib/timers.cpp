@@ -3,7 +3,7 @@
 
 #include <sys/prctl.h>  // for prctl, PR_SET_TIMERSLACK
 
-#include <algorithm>  // for std::push_heap, std::pop_heap, std::make_heap, std::partition, std::max
+#include <algorithm>  // for std::push_heap, std::pop_heap, std::make_heap, std::partition, std::max, std::find_if
 #include <cstddef>    // for std::size_t
 #include <new>        // for std::bad_alloc
 #include <utility>    // for std::exchange
@@ -90,6 +90,7 @@ timer_queue::~timer_queue() {
 }
 
 bool timer_queue::add_delayed(clock::time_point due, task_node* node, subpool_core* sub) {
+  node->state.fetch_or(delayed_bit, std::memory_order_relaxed);  // ours still; published by the lock
   auto e = std::make_unique<entry>(entry{due, 0, node, nullptr, std::chrono::nanoseconds::zero(), sub});
   return add(std::move(e));
 }
@@ -224,6 +225,23 @@ void timer_queue::cancel(entry* e) noexcept {
   delete e;
 }
 
+timer_queue::delayed_cancel timer_queue::cancel_delayed(task_node* node) noexcept {
+  entry* found = nullptr;
+  {
+    std::unique_lock lock(mutex_);
+    wait_while_firing(lock);
+    // After the firing: the bit is clear only if the task entered a queue.
+    if ((node->state.load(std::memory_order_acquire) & delayed_bit) == 0) return delayed_cancel::queued;
+    const auto it = std::find_if(heap_.begin(), heap_.end(), [node](const entry* e) { return e->node == node; });
+    if (it == heap_.end()) return delayed_cancel::gone;  // a stop's sweep took it out first
+    found = *it;
+    heap_.erase(it);
+    std::make_heap(heap_.begin(), heap_.end(), later_first{});
+  }
+  cancel(found);
+  return delayed_cancel::cancelled;
+}
+
 void timer_queue::close_and_cancel_all() noexcept {
   std::vector<entry*> doomed;
   {
@@ -330,9 +348,17 @@ bool pool_core::enqueue_due(task_node* node) noexcept {
   timers_.entering_global_queue();
   count_due_at_level(node->priority());
   sample_submit_time(node);  // its queue wait starts now
+  timer_queue::leaving_delayed(node);
   try {
     schedule(nullptr, node);
   } catch (...) {  // std::bad_alloc, for a new queue segment: retried like a full queue
+    if (timer_queue::taken_while_leaving(node)) {
+      // A canceller or a waiter took it over as a queued task (and its slot): it never enters
+      // the global queue, and we drop the reference the queue would have had.
+      timers_.not_entering_global_queue();
+      release_task_node(node);
+      return true;
+    }
     timers_.return_to_scheduled();
     count_due_at_level(node->priority(), /*add=*/false);
     timers_.not_entering_global_queue();
@@ -405,9 +431,16 @@ bool subpool_core::enqueue_due(task_node* node) noexcept {
   root_.count_due_at_level(node->priority());
   root_.sample_submit_time(node);
   bool took_slot = false;
+  timer_queue::leaving_delayed(node);
   try {
     took_slot = runners_.publish_then_try_take([&] { queue_.enqueue(node); });  // seq_cst: runner_slots.hpp
   } catch (...) {  // std::bad_alloc, for a new segment: retried like a full queue
+    if (timer_queue::taken_while_leaving(node)) {
+      // A canceller took it over as a queued task (task_skipped gave its slot back).
+      release_task_node(node);
+      finish_pending();
+      return true;
+    }
     for (subpool_core* s = this; s != nullptr; s = s->parent_) s->counters_.scheduled.fetch_add(1, std::memory_order_seq_cst);
     root_.timers().return_to_scheduled();
     root_.count_due_at_level(node->priority(), /*add=*/false);

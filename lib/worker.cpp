@@ -374,7 +374,7 @@ bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
   // and whose group is destroyed between the load and the read is still possible in principle:
   // the node does not hold its pool itself any more.)
   if (node->kind != task_kind::with_handle || node->owner == nullptr ||
-      (node->state.load(std::memory_order_acquire) & claimed_bit) != 0) {
+      (node->state.load(std::memory_order_acquire) & (claimed_bit | delayed_bit)) != 0) {
     return false;
   }
   if ((node->owner != &direct_tasks_ && node->owner->direct_pool() != this) || !node->try_claim()) return false;
@@ -446,7 +446,8 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
 // one does (try_claim). A worker that later takes the node from its queue finds it claimed and
 // only drops the queue's reference (execute).
 bool cancel_task(task_node* node) noexcept {
-  if (!node->try_claim()) {
+  const std::uint32_t before = node->state.fetch_or(claimed_bit, std::memory_order_acq_rel);  // try_claim's order
+  if ((before & claimed_bit) != 0) {
     // Started, finished, or skipped by someone else. A running task is asked to stop; its extras
     // live until the node's last release, and our handle holds a reference.
     const std::uint32_t state = node->state.load(std::memory_order_acquire);
@@ -456,7 +457,18 @@ bool cancel_task(task_node* node) noexcept {
   // The task was accepted and is unfinished: its owner and the pool that counts it are alive
   // (stop_and_wait, a group's wait and a subpool's destructor all wait for it).
   task_owner* const owner = node->owner;
-  owner->counting_pool()->cancel_unstarted(node, owner);
+  pool_core* const pool = owner->counting_pool();
+  if ((before & delayed_bit) != 0) {
+    switch (pool->timers().cancel_delayed(node)) {
+      case timer_queue::delayed_cancel::cancelled:
+        return true;
+      case timer_queue::delayed_cancel::gone:
+        return false;  // stop() cancelled it meanwhile
+      case timer_queue::delayed_cancel::queued:
+        break;  // it entered a queue after our claim: a worker will find it claimed
+    }
+  }
+  pool->cancel_unstarted(node, owner);
   return true;
 }
 

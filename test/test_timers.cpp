@@ -7,6 +7,7 @@
 #include <algorithm>  // for std::is_sorted
 #include <atomic>     // for std::atomic
 #include <chrono>     // for std::chrono
+#include <cstdio>     // for std::printf
 #include <latch>      // for std::latch
 #include <memory>     // for std::shared_ptr, std::make_shared
 #include <mutex>      // for std::mutex, std::lock_guard
@@ -46,7 +47,7 @@ void expect_identity(const tidepool::pool_metrics& m) {
   EXPECT_LE(m.scheduled, m.submitted);
   EXPECT_LE(m.waiting, m.submitted);
   EXPECT_LE(m.running, m.submitted);
-  EXPECT_EQ(m.submitted, m.scheduled + m.waiting + m.running + m.succeeded + m.failed + m.cancelled);
+  EXPECT_EQ(m.submitted, m.scheduled + m.waiting + m.running + m.succeeded + m.failed + m.cancelled + m.expired);
 }
 
 TEST(Timers, DelayedTasksStartNoEarlierThanTheirTimeAndInTimeOrderOnOneWorker) {
@@ -163,6 +164,60 @@ TEST(Timers, StopCancelsDelayedTasksNotYetDueAndDestroysTheirCaptures) {
   EXPECT_EQ(m.scheduled, 0U);
   EXPECT_EQ(m.global_pushes, m.global_pops) << "cancelled delayed tasks never entered the global queue";
   expect_identity(m);
+}
+
+// cancel() on a delayed task: as for a queued one, and it leaves `scheduled` (task.hpp).
+TEST(Timers, CancellingADelayedTaskBeforeItIsDueDestroysItAndCountsItCancelled) {
+  pool p(with_workers(2));
+  subpool sub(p, 1);
+  auto token = std::make_shared<int>(0);
+  auto on_pool = p.submit_after(1h, [token] { return 1; });
+  auto on_subpool = sub.submit_after(1h, [token] { return 2; });
+  EXPECT_TRUE(on_pool.cancel());
+  EXPECT_TRUE(on_subpool.cancel());
+  EXPECT_FALSE(on_pool.cancel()) << "only once";
+  EXPECT_EQ(token.use_count(), 1) << "cancel() returned with the captures alive";
+  EXPECT_THROW(on_pool.get(), tidepool::task_cancelled);
+  EXPECT_THROW(on_subpool.get(), tidepool::task_cancelled);
+  const auto sub_metrics = sub.metrics();
+  EXPECT_EQ(sub_metrics.scheduled, 0U);
+  EXPECT_EQ(sub_metrics.cancelled, 1U);
+  expect_identity(sub_metrics);
+  p.stop_and_wait();
+  const auto m = p.metrics();
+  EXPECT_EQ(m.scheduled, 0U);
+  EXPECT_EQ(m.cancelled, 2U);
+  EXPECT_EQ(m.global_pushes, m.global_pops);
+  expect_identity(m);
+}
+
+// Racing the timer thread: each delayed task either runs or is cancelled, never both or neither,
+// and the counts add up whichever side won.
+TEST(Timers, CancelRacingTheTimerThreadEndsEachDelayedTaskExactlyOnce) {
+  pool p(with_workers(2));
+  subpool sub(p, 1);
+  constexpr int rounds = 2000;
+  std::atomic<int> ran{0};
+  int cancelled = 0;
+  for (int i = 0; i < rounds; ++i) {
+    auto delay = std::chrono::microseconds(i % 50);
+    auto t = i % 2 == 0 ? p.submit_after(delay, [&ran] { ran.fetch_add(1); }) : sub.submit_after(delay, [&ran] { ran.fetch_add(1); });
+    for (int spin = 0; spin < (i * 7) % 300; ++spin) std::this_thread::yield();
+    if (t.cancel()) {
+      ++cancelled;
+      EXPECT_THROW(t.get(), tidepool::task_cancelled);
+    } else {
+      t.get();
+    }
+  }
+  p.stop_and_wait();
+  EXPECT_EQ(ran.load() + cancelled, rounds);
+  const auto m = p.metrics();
+  EXPECT_EQ(m.cancelled, static_cast<std::uint64_t>(cancelled));
+  EXPECT_EQ(m.succeeded, static_cast<std::uint64_t>(ran.load()));
+  EXPECT_EQ(m.scheduled, 0U);
+  expect_identity(m);
+  std::printf("delayed tasks cancelled: %d of %d\n", cancelled, rounds);
 }
 
 TEST(Timers, SubmissionsToAStoppedPoolAreRefused) {

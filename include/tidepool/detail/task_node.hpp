@@ -69,6 +69,11 @@ inline constexpr std::uint32_t claimed_bit = 16;
 // The node owns a task_extras (see below). Set before the node is published and kept until its
 // last release, so that any holder may read it (the flags may be written by the runner meanwhile).
 inline constexpr std::uint32_t extras_bit = 32;
+// A delayed task (submit_after / submit_at) still in its pool's timer queue: set before the timer
+// queue has it, cleared by the timer thread just before the task enters a queue (and set again
+// if it could not). Nobody may run it early (run_if_unstarted), and cancel() goes through the
+// timer queue for it (timer_queue::cancel_delayed).
+inline constexpr std::uint32_t delayed_bit = 64;
 
 struct task_node;
 using task_ops_fn = void (*)(task_node*, task_op) noexcept;
