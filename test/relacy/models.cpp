@@ -32,6 +32,7 @@
 #include "tidepool/detail/chase_lev_deque.hpp"
 #include "tidepool/detail/hazard_pointers.hpp"
 #include "tidepool/detail/parking_handshake.hpp"
+#include "tidepool/detail/priority_queues.hpp"
 #include "tidepool/detail/runner_slots.hpp"
 #include "tidepool/detail/segmented_queue.hpp"
 
@@ -50,8 +51,11 @@ namespace {
 
 using tidepool::detail::chase_lev_deque;
 using tidepool::detail::hazard_domain;
+using tidepool::detail::highest_level;
+using tidepool::detail::level_of;
 using tidepool::detail::mutant;
 using tidepool::detail::parking_handshake;
+using tidepool::detail::priority_queues;
 using tidepool::detail::runner_slots;
 using tidepool::detail::segmented_queue;
 using tidepool::detail::steal_status;
@@ -277,6 +281,37 @@ struct queue_across_segments : rl::test_suite<queue_across_segments, 3> {
 //   (in the production build it is a compiler barrier, membarrier being the heavy side), which
 //   would stand in for the park side's own fence and hide its removal. Small enough to search
 //   exhaustively.
+//   parking_levels: the real detail/priority_queues.hpp over three such queues, one per level,
+//   and its empty_estimate() as lib/parking.cpp's work_visible reads it; one submitter with two
+//   tasks, the first low and the second high, so that each is its level's first use and sets
+//   the level's in_use flag while the workers look; no deque. The workers take from every
+//   level, highest first, one task at a time. Checked: the flag's argument (priority_queues.hpp)
+//   that a parker whose last look misses the flag is seen by the submitter's wake_needed, and
+//   exactly-once delivery through the levels. Two things let the model catch the mutant
+//   level_in_use_relaxed:
+//   * The hazard pointers' light fence is a compiler barrier, as the pool has it on x86-64 Linux
+//     (run_model sets asymmetric_fences for this model). Otherwise it is a seq_cst fence inside
+//     every enqueue's protect, between the flag's store and the submitter's reads of the parking
+//     state: with the parker's own fence it orders even a relaxed store (whichever of the two
+//     fences comes first in the total order, one side sees the other), and the mutant cannot be
+//     caught (1,000,000 random schedules by hand, not caught). The heavy side, membarrier, is
+//     not modelled, so no scan may run while the threads use a queue, and none does: a thread
+//     scans when it has retired scan_threshold() segments (at least 4), and here each level has
+//     one producer with one task, and an enqueue links at most one segment: at most one segment
+//     per level is retired. The queues' destructors free it, with no thread left.
+//   * The submitter sometimes waits (WaitForParker, below) until a worker has announced that it
+//     parks. A submitter is a few steps long, a worker's way to its last look dozens: without
+//     the wait, the tasks nearly always come while both workers are still in their first looks,
+//     where a missed flag costs nothing, and the mutant was caught only after 172,434 random
+//     schedules (with the two tasks' levels the other way round, not in 3,000,000). With it, a
+//     worker can be on its way to sleep, or asleep, as a task comes: caught after 148.
+//   Not modelled: the in_transit counters (batch_leaving, batch_arrived around a batch moved
+//   into an inbox). waiting_levels() only adds a level while a batch is in transit, so they can
+//   keep a worker awake longer, never let it sleep past a task; the batch itself lands in an
+//   inbox, a deque published with a seq_cst fence, as parking_no_lost_wakeup's deque submitter
+//   publishes. Nor prioritised(): the pool's workers look at levels other than normal only once
+//   its relaxed loads see a flag, but a stale answer only sends a worker round its loop again,
+//   since work_visible (the seq_cst loads modelled here) keeps it awake.
 struct model_mutex {  // std::mutex's interface, for std::lock_guard, over Relacy's mutex
   rl::mutex mutex;
   void lock() { mutex.lock($); }
@@ -312,14 +347,53 @@ struct model_sleeper {
   }
 };
 
-template <int QueueItems>
-struct parking_model : rl::test_suite<parking_model<QueueItems>, QueueItems == 0 ? 3 : 4> {
+// Where the queue submitter publishes and the workers look first (the pool's global queue).
+// The pool's single FIFO queue, as before priorities: parking_no_lost_wakeup, parking_deque_publish.
+struct single_queue {
+  segmented_queue<item, 2> queue;
+
+  void enqueue(item& it) { queue.enqueue(&it); }  // the ticket's seq_cst fetch_add publishes it
+  item* try_take() { return queue.try_dequeue(); }
+  bool empty_estimate() { return queue.empty_estimate(); }
+  void model_thread_exit() { queue.reclamation_domain().model_thread_exit(); }
+};
+
+// The real priority_queues, one such queue per level, for parking_levels (see above).
+struct level_queues {
+  priority_queues<segmented_queue<item, 2>> queues;
+
+  // Even items low, odd ones high: the submitter's first task of each level is that level's
+  // first use, so the in_use flags are set while the workers look.
+  static unsigned level_of_item(int index) {
+    return level_of(index % 2 == 0 ? tidepool::priority::low : tidepool::priority::high);
+  }
+  void enqueue(item& it) { queues.enqueue(&it, level_of_item(it.index)); }
+  // Highest level first, one task at a time (take_global's one-task path).
+  item* try_take() {
+    for (unsigned level = highest_level + 1; level-- > 0;) {
+      item* it = nullptr;
+      if (queues.try_dequeue_bulk(level, &it, 1) != 0) return it;
+    }
+    return nullptr;
+  }
+  bool empty_estimate() { return queues.empty_estimate(); }  // what lib/parking.cpp's work_visible reads
+  void model_thread_exit() {
+    for (unsigned level = 0; level <= highest_level; ++level) queues.level(level).reclamation_domain().model_thread_exit();
+  }
+};
+
+// QueueItems tasks go into the queue (one submitter), and one more into a deque if DequeItem
+// (another submitter). If WaitForParker, the queue submitter, before each task, chooses at
+// random to submit at once or to wait until a worker has announced that it parks.
+template <class Queue, int QueueItems, bool DequeItem, bool WaitForParker = false>
+struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem, WaitForParker>,
+                                      2 + (QueueItems != 0 ? 1 : 0) + (DequeItem ? 1 : 0)> {
   static constexpr unsigned workers = 2;
   static constexpr std::uint32_t max_searchers = 2;  // lib/parking.cpp's for two workers
-  static constexpr int items_count = QueueItems + 1;  // the last one goes into the deque
+  static constexpr int items_count = QueueItems + (DequeItem ? 1 : 0);  // the last one goes into the deque
   item items[items_count];
   ledger<items_count> taken;
-  segmented_queue<item, 2> queue;
+  Queue queue;
   chase_lev_deque<item> deque{2};
 
   tidepool::detail::atomic<std::uint32_t> searching{0};
@@ -338,7 +412,9 @@ struct parking_model : rl::test_suite<parking_model<QueueItems>, QueueItems == 0
   parking_handshake<model_sleeper, model_mutex> handshake() { return {searching, unparked, idle_mutex, sleepers}; }
 
   // The pool's order: the global queue, then the deques.
-  bool work_visible() { return (QueueItems != 0 && !queue.empty_estimate()) || !deque.empty_estimate(); }
+  bool work_visible() {
+    return (QueueItems != 0 && !queue.empty_estimate()) || (DequeItem && !deque.empty_estimate());
+  }
 
   void notify_one() {
     if (model_sleeper* sleeper = handshake().take_sleeper()) sleeper->wake();
@@ -350,8 +426,9 @@ struct parking_model : rl::test_suite<parking_model<QueueItems>, QueueItems == 0
 
   item* find_task() {
     if (QueueItems != 0) {
-      if (item* it = queue.try_dequeue()) return it;
+      if (item* it = queue.try_take()) return it;
     }
+    if (!DequeItem) return nullptr;
     const auto stolen = deque.steal();
     return stolen.status == steal_status::success ? stolen.item : nullptr;
   }
@@ -389,7 +466,11 @@ struct parking_model : rl::test_suite<parking_model<QueueItems>, QueueItems == 0
     } else if (QueueItems != 0 && index == workers) {
       for (int i = 0; i < QueueItems; ++i) {
         items[i].payload($) = payload_of(i);
-        queue.enqueue(&items[i]);  // the ticket's seq_cst fetch_add publishes it
+        if (WaitForParker && rl::rand(2) == 0) {
+          // Relaxed: only when to submit depends on it; the submission orders nothing by it.
+          while (unparked.load(std::memory_order_relaxed) == workers) rl::yield(1, $);
+        }
+        queue.enqueue(items[i]);
         submitted();
       }
     } else {
@@ -400,19 +481,20 @@ struct parking_model : rl::test_suite<parking_model<QueueItems>, QueueItems == 0
       tidepool::detail::atomic_thread_fence(std::memory_order_seq_cst);
       submitted();
     }
-    queue.reclamation_domain().model_thread_exit();
+    queue.model_thread_exit();
   }
 
   void after() {
     taken.check_exactly_once();
     RL_ASSERT(sleepers.empty());
     RL_ASSERT(unparked.load(std::memory_order_relaxed) == workers);
-    queue.reclamation_domain().model_thread_exit();
+    queue.model_thread_exit();
   }
 };
 
-struct parking_no_lost_wakeup : parking_model<2> {};
-struct parking_deque_publish : parking_model<0> {};
+struct parking_no_lost_wakeup : parking_model<single_queue, 2, true> {};
+struct parking_deque_publish : parking_model<single_queue, 0, true> {};
+struct parking_levels : parking_model<level_queues, 2, false, /*WaitForParker=*/true> {};
 
 // ---- Subpool hand-off: no task stranded, never more than the limit running. --------------
 // The real detail/runner_slots.hpp (every decision on a subpool's slot count) over the real
@@ -555,6 +637,15 @@ bool run(const char* name, search how, bool expect_failure) {
   return passed;
 }
 
+// For one model's run: the hazard pointers' light fence is what the pool has on x86-64 Linux, a
+// compiler barrier, instead of the seq_cst fence the other models keep (see parking_levels).
+struct light_fence_as_compiler_barrier {
+  light_fence_as_compiler_barrier() { tidepool::detail::asymmetric_fences = true; }
+  ~light_fence_as_compiler_barrier() { tidepool::detail::asymmetric_fences = false; }
+  light_fence_as_compiler_barrier(const light_fence_as_compiler_barrier&) = delete;
+  light_fence_as_compiler_barrier& operator=(const light_fence_as_compiler_barrier&) = delete;
+};
+
 struct mutant_name {
   const char* name;
   mutant value;
@@ -573,6 +664,7 @@ constexpr mutant_name mutants[] = {
     {"subpool_no_recheck_after_give_back", mutant::subpool_no_recheck_after_give_back},
     {"subpool_take_before_publish", mutant::subpool_take_before_publish},
     {"subpool_take_slot_without_cas", mutant::subpool_take_slot_without_cas},
+    {"level_in_use_relaxed", mutant::level_in_use_relaxed},
 };
 
 bool run_model(const std::string& model, bool expect_failure) {
@@ -587,6 +679,8 @@ bool run_model(const std::string& model, bool expect_failure) {
   // 312k schedules, 2.5 s (bound 2: 11.7M, 2 minutes, by hand, passed). The subpool models with
   // four threads are too large for a bound (one with three threads did not finish bound 1 in a
   // minute): 200,000 random schedules, 3 s each (1,000,000 by hand: 14 s each, passed).
+  // parking_levels (three threads, but three queues with their hazard domains; bound 1 did not
+  // finish in 5 minutes): 200,000 random schedules, 6 s (2,000,000 by hand: 60 s, passed).
   if (model == "deque_owner_and_thieves") {
     return run<deque_owner_and_thieves>(model.c_str(), {rl::sched_bound, 2}, expect_failure);
   }
@@ -602,6 +696,10 @@ bool run_model(const std::string& model, bool expect_failure) {
   }
   if (model == "parking_deque_publish") {
     return run<parking_deque_publish>(model.c_str(), {rl::sched_bound, 2}, expect_failure);
+  }
+  if (model == "parking_levels") {
+    const light_fence_as_compiler_barrier production_fences;
+    return run<parking_levels>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
   }
   if (model == "subpool_hand_off") return run<subpool_hand_off>(model.c_str(), {rl::sched_bound, 1}, expect_failure);
   if (model == "subpool_two_submitters") {
