@@ -18,6 +18,7 @@
 #include "finishes_within.hpp"
 #include "occupied_workers.hpp"
 #include "pool_options_for_tests.hpp"
+#include "tidepool/errors.hpp"
 #include "tidepool/pool.hpp"
 #include "tidepool/subpool.hpp"
 #include "tidepool/timer.hpp"
@@ -218,6 +219,30 @@ TEST(Timers, CancelRacingTheTimerThreadEndsEachDelayedTaskExactlyOnce) {
   EXPECT_EQ(m.scheduled, 0U);
   expect_identity(m);
   std::printf("delayed tasks cancelled: %d of %d\n", cancelled, rounds);
+}
+
+// submit_options on a delayed task: its level once due, its deadline and stop token before start.
+TEST(Timers, ADelayedTaskKeepsItsOptions) {
+  pool p(with_workers(1));
+  tidepool::submit_options high;
+  high.priority = tidepool::priority::high;
+  EXPECT_EQ(p.submit_after(1ms, [] { return 7; }, high).get(), 7);
+  tidepool::submit_options past_deadline;
+  past_deadline.deadline = clock_type::now();
+  auto expired = p.submit_at(clock_type::now() + 5ms, [] { return 8; }, past_deadline);
+  EXPECT_THROW(expired.get(), tidepool::task_expired);
+  std::stop_source source;
+  tidepool::submit_options stoppable;
+  stoppable.stop_token = source.get_token();
+  auto stopped = p.submit_after(5ms, [] { return 9; }, stoppable);
+  source.request_stop();
+  EXPECT_THROW(stopped.get(), tidepool::task_cancelled);
+  p.stop_and_wait();
+  const auto m = p.metrics();
+  EXPECT_EQ(m.at_level(tidepool::priority::high).started, 1U);
+  EXPECT_EQ(m.expired, 1U);
+  EXPECT_EQ(m.cancelled, 1U);
+  expect_identity(m);
 }
 
 TEST(Timers, SubmissionsToAStoppedPoolAreRefused) {

@@ -44,10 +44,20 @@ class timer_submitter {
   // Like submit_after, at a point of the steady clock (one in the past: as soon as possible).
   template <class F>
   [[nodiscard]] auto submit_at(std::chrono::steady_clock::time_point when, F&& f) -> task<task_result_t<F>> {
-    using result = task_result_t<F>;
-    task_node* n = make_task_node<std::decay_t<F>, result>(std::forward<F>(f), task_kind::with_handle);
-    throw_if_refused(self().submit_node_at(n, when));
-    return task_access<result>::make(n);
+    return submit_at_with(when, std::forward<F>(f), nullptr);
+  }
+
+  // The same with a priority (for when it is due), a deadline and a stop token (submit_options.hpp):
+  // a stop requested or a deadline passed before the task starts skips it, as for submit().
+  template <class Rep, class Period, class F>
+  [[nodiscard]] auto submit_after(std::chrono::duration<Rep, Period> delay, F&& f, const submit_options& options)
+      -> task<task_result_t<F>> {
+    return submit_at_with(due_after(saturating_nanoseconds(delay)), std::forward<F>(f), &options);
+  }
+  template <class F>
+  [[nodiscard]] auto submit_at(std::chrono::steady_clock::time_point when, F&& f, const submit_options& options)
+      -> task<task_result_t<F>> {
+    return submit_at_with(when, std::forward<F>(f), &options);
   }
 
   // Runs f every `period`, the first time one period from now (see tidepool/timer.hpp). Throws
@@ -65,6 +75,15 @@ class timer_submitter {
 
  private:
   Derived& self() noexcept { return static_cast<Derived&>(*this); }
+
+  template <class F>
+  auto submit_at_with(std::chrono::steady_clock::time_point when, F&& f, const submit_options* options)
+      -> task<task_result_t<F>> {
+    using result = task_result_t<F>;
+    task_node* n = make_task_node<std::decay_t<F>, result>(std::forward<F>(f), task_kind::with_handle, options);
+    throw_if_refused(self().submit_node_at(n, when));
+    return task_access<result>::make(n);
+  }
 };
 
 }  // namespace tidepool::detail
