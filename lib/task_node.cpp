@@ -352,8 +352,6 @@ void release_task_node(task_node* node) noexcept {
   }
   if (node->has_error()) static_cast<void>(node->take_error());
   if (node->has_extras()) delete node->extras();
-  constexpr auto priority_bits = static_cast<std::uint8_t>(flags_priority_mask | flag_priority_given);
-  if ((node->flags & priority_bits) != 0) node->flags &= static_cast<std::uint8_t>(~priority_bits);
   if (node->state.load(std::memory_order_relaxed) != outcome_pending) {
     node->state.store(outcome_pending, std::memory_order_relaxed);
   }

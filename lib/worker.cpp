@@ -402,7 +402,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
     apply_noting_owner(node, task_op::cancel, owner);
     const bool expired = skipped == outcome_expired;
     (expired ? w.counters.expired : w.counters.cancelled).add();
-    if (node->priority() != priority::normal) w.counters.skipped_at_level[level_of(node->priority())].add();
+    if (!node->normal_priority()) w.counters.skipped_at_level[level_of(node->priority())].add();
     if (owner != nullptr) expired ? owner->task_expired() : owner->task_skipped();
     if (holds_slot) release_slot();
     if (node->kind == task_kind::with_handle) publish(node, skipped);
@@ -412,15 +412,14 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
   }
 
   w.counters.started.add();
-  const priority level = node->priority();
-  if (level != priority::normal) w.counters.started_at_level[level_of(level)].add();
+  if (!node->normal_priority()) w.counters.started_at_level[level_of(node->priority())].add();
   if (owner != nullptr) owner->task_started();
   const std::uint64_t submitted_at = node->submit_time();
   std::uint64_t started_at = 0;
   if (submitted_at != 0) {
     started_at = steady_nanoseconds();
     w.queue_wait.record(started_at - submitted_at);
-    w.queue_wait_at_level[level_of(level)].record(started_at - submitted_at);
+    w.queue_wait_at_level[level_of(node->priority())].record(started_at - submitted_at);
   }
   apply_noting_owner(node, task_op::run, owner);  // destroys the callable and its captures, whatever happens
   if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);

@@ -155,9 +155,11 @@ struct task_node {
   [[nodiscard]] node_size size_class() const noexcept { return static_cast<node_size>(flags & flags_size_mask); }
   [[nodiscard]] std::size_t storage_size() const noexcept { return node_bytes(size_class()) - header_size; }
   [[nodiscard]] tidepool::priority priority() const noexcept {
-    const auto above_normal = static_cast<unsigned>((flags & flags_priority_mask) >> flags_priority_shift);
-    return static_cast<tidepool::priority>((above_normal + static_cast<unsigned>(priority::normal)) % priority_levels);
+    // A table, not arithmetic modulo 3: this is read for every task started and submitted.
+    constexpr tidepool::priority by_bits[4] = {priority::normal, priority::high, priority::low, priority::normal};
+    return by_bits[(flags & flags_priority_mask) >> flags_priority_shift];
   }
+  [[nodiscard]] bool normal_priority() const noexcept { return (flags & flags_priority_mask) == 0; }
   void set_priority(tidepool::priority p) noexcept {
     const unsigned above_normal = (static_cast<unsigned>(p) + priority_levels - static_cast<unsigned>(priority::normal)) % priority_levels;
     flags = static_cast<std::uint8_t>((flags & ~flags_priority_mask) | (above_normal << flags_priority_shift));
@@ -365,7 +367,8 @@ template <class F, class R, class Fn>
   }
   n->ops = &task_ops<F, R>;
   n->kind = kind;
-  // Everything but the size is clear here (release_task_node): a plain task needs no store.
+  // Only the size is kept from the node's last use: we write this line anyway.
+  n->flags = static_cast<std::uint8_t>(n->flags & flags_size_mask);
   if (options != nullptr) {
     n->set_priority(options->priority);
     n->flags |= flag_priority_given;
