@@ -445,7 +445,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
 // one does (try_claim). A worker that later takes the node from its queue finds it claimed and
 // only drops the queue's reference (execute).
 bool cancel_task(task_node* node) noexcept {
-  const std::uint32_t before = node->state.fetch_or(claimed_bit, std::memory_order_acq_rel);  // try_claim's order
+  const std::uint32_t before = node->claim();
   if ((before & claimed_bit) != 0) {
     // Started, finished, or skipped by someone else. A running task is asked to stop; its extras
     // live until the node's last release, and our handle holds a reference.

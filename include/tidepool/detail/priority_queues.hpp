@@ -57,6 +57,9 @@ class priority_queues {
   // A batch on its way from a level's queue to a worker's inbox is in neither: while one is, the
   // level still counts as waiting (waiting_levels), so that other workers look again rather than
   // serve a lower level meanwhile. Only pools that use levels mark batches.
+  // seq_cst, before the batch's dequeue (a seq_cst compare-exchange of the level's consumer
+  // ticket): a worker whose look at the queue reads that ticket, and so finds the batch gone,
+  // then sees this count too (waiting_levels reads the queue first, then the count).
   void batch_leaving(unsigned level) noexcept { in_transit_[level].value.fetch_add(1, std::memory_order_seq_cst); }
   // release: a worker that no longer sees the batch in transit sees it in the inbox.
   void batch_arrived(unsigned level) noexcept { in_transit_[level].value.fetch_sub(1, std::memory_order_release); }
@@ -66,7 +69,8 @@ class priority_queues {
     unsigned waiting = 0;
     for (unsigned level = 0; level < priority_levels; ++level) {
       if (level != normal_level && !in_use_[level].load(std::memory_order_seq_cst)) continue;
-      if (in_transit_[level].value.load(std::memory_order_acquire) != 0 || !levels_[level].empty_estimate()) {
+      // The queue first, then the batches in transit: see batch_leaving.
+      if (!levels_[level].empty_estimate() || in_transit_[level].value.load(std::memory_order_acquire) != 0) {
         waiting |= level_bit(level);
       }
     }

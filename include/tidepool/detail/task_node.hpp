@@ -171,9 +171,10 @@ struct task_node {
 
   // True for exactly one caller. acq_rel: the loser's later release of the node is ordered after
   // the winner's claim, and the winner sees the node as its submitter built it.
-  [[nodiscard]] bool try_claim() noexcept {
-    return (state.fetch_or(claimed_bit, std::memory_order_acq_rel) & claimed_bit) == 0;
-  }
+  [[nodiscard]] bool try_claim() noexcept { return (claim() & claimed_bit) == 0; }
+  // The same, returning the state before: the caller won if it had no claimed_bit, and sees the
+  // other bits as they were at that moment (cancel() needs delayed_bit).
+  [[nodiscard]] std::uint32_t claim() noexcept { return state.fetch_or(claimed_bit, std::memory_order_acq_rel); }
 
   // Where a sampled task keeps its submission time: the storage's last 8 bytes, or its extras.
   [[nodiscard]] std::byte* submit_time_slot() noexcept { return storage() + storage_size() - sizeof(std::uint64_t); }
