@@ -253,7 +253,7 @@ void subpool_core::send_runner() noexcept {
   pending_.add();  // the runner job's own unit, finished as its last action
   // noexcept: a queued task must always have a runner job coming, so failing to allocate one
   // (128 bytes) cannot be reported to anyone who could act on it; it ends the process.
-  task_node* job = make_task_node<runner, void>(runner{this}, task_kind::subpool_runner);
+  task_node* job = make_task_node<runner, void>(runner{this}, task_kind::internal_job);
   if (priority_) job->set_priority(*priority_);
   if (parent_ != nullptr) {
     parent_->enqueue_runner(job);
@@ -273,7 +273,7 @@ void subpool_core::run_one() noexcept {
   // below, which pass_on_or_give_back does when it sees the same.
   task_node* t = runners_.over_limit() ? nullptr : queue_.try_dequeue();
   if (t != nullptr) {
-    const bool child_runner = t->kind == task_kind::subpool_runner;
+    const bool child_runner = t->kind == task_kind::internal_job;
     {
       const running_record record{this, innermost_running};
       innermost_running = &record;

@@ -353,7 +353,7 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
     publish(node, node->has_error() ? outcome_failed : outcome_succeeded);
     return;
   }
-  if (node->kind == task_kind::subpool_runner) {
+  if (node->kind == task_kind::internal_job) {
     // Internal: runs one task of a subpool (which counts that task itself), holds no slot.
     node->ops(node, task_op::run);
     release_task_node(node);

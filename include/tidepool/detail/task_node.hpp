@@ -47,7 +47,7 @@ enum class task_kind : std::uint8_t {
   with_handle,       // submit(): a task<T> handle waits for the outcome
   fire_and_forget,   // go(): exceptions go to the pool's handler (or to the group's wait)
   fork_join_job,     // parallel_invoke's spawned half: lives on the spawner's stack, not counted
-  subpool_runner,    // runs one task of a subpool; internal, not counted
+  internal_job,      // runs one task of a subpool, or resumes a coroutine; never counted or refused
 };
 
 // The outcome, in the low bits of `task_node::state`; `waiter_bit` is set by a thread that is
