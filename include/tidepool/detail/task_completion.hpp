@@ -50,6 +50,10 @@ struct task_continuation {
 // never refused, also after stop(). But stop_and_wait() does not wait for internal jobs, so one
 // posted after the pool drained may never run: post only work that the pool still counts as
 // running, such as the resumption of a spawned coroutine.
+// The same for an embedded job: a task_node (or a struct derived from one, holding what the op
+// needs) in memory the caller owns, default-constructed, with `ops` set and kind =
+// task_kind::embedded_job. The worker calls ops(node, task_op::run) and never touches the node
+// again, so the op may end the memory's life. It is never cancelled: the op sees only run.
 void post_internal_job(pool_core& core, task_node* job) noexcept;
 
 // ---- Deferred completion
