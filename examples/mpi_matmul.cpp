@@ -5,8 +5,9 @@
 //
 //   mpirun -np R examples/mpi_matmul [--n N] [--workers W]
 //
-// Defaults: n = 1024; W: this node's cores shared among the ranks on it. The R ranks form a
-// rows × columns grid (MPI_Dims_create: 2 → 2×1, 4 → 2×2, 6 → 3×2); n must divide evenly by both.
+// Defaults: n = 1024; W as in mpi_uts (the cores the rank is bound to, or its share of the node's
+// cores). The R ranks form a rows × columns grid (MPI_Dims_create: 2 → 2×1, 4 → 2×2, 6 → 3×2);
+// n must divide evenly by both.
 //
 // Distribution: each matrix is cut into rows × columns blocks, block (r, c) on the rank at grid
 // position (r, c). Nothing is ever gathered: every rank generates its own blocks of A and B from

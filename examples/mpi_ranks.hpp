@@ -8,6 +8,7 @@
 // MPI_THREAD_MULTIPLE.
 
 #include <mpi.h>
+#include <sched.h>  // for sched_getaffinity, CPU_COUNT
 #include <tidepool/pool.hpp>  // for tidepool::pool_options
 
 #include <cstddef>    // for std::size_t
@@ -46,16 +47,23 @@ class mpi_session {
   int size_ = 1;
 };
 
-// `requested` if not 0; else this machine's cores shared out among the ranks running on it
-// (at least 1), so that ranks × workers fills a node without oversubscribing it.
+// `requested` if not 0. Else the cores this process may run on, if mpirun bound it to fewer
+// than the machine has (--bind-to core, --map-by ...:PE=n): a rank bound to one core gets one
+// worker. Else, unbound, the machine's cores shared out among the ranks running on it (at least
+// 1), so that ranks × workers fills a node without oversubscribing it.
 inline std::size_t workers_per_rank(std::size_t requested) {
   if (requested != 0) return requested;
+  const std::size_t cores = std::thread::hardware_concurrency();
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+    const auto bound_to = static_cast<std::size_t>(CPU_COUNT(&allowed));
+    if (bound_to > 0 && bound_to < cores) return bound_to;
+  }
   MPI_Comm node;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
   int ranks_here = 1;
   MPI_Comm_size(node, &ranks_here);
   MPI_Comm_free(&node);
-  const std::size_t cores = std::thread::hardware_concurrency();
   const std::size_t share = cores / static_cast<std::size_t>(ranks_here);
   return share > 0 ? share : 1;
 }

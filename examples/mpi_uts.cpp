@@ -5,7 +5,8 @@
 //   mpirun -np R examples/mpi_uts [--workers W] [--depth D] [--branching B] [--seed S]
 //
 // Defaults: tree T1 (depth 10, branching 4, seed 19: 4,130,071 nodes); --depth 12 or 13 makes a
-// tree about 16 or 64 times larger. W: this node's cores shared among the ranks on it.
+// tree about 16 or 64 times larger. W: the cores mpirun bound the rank to, or, unbound, this
+// node's cores shared among its ranks (mpi_ranks.hpp).
 //
 // Inside a rank. Unexplored nodes wait in the rank's bag. An explorer is a task of the rank's
 // pool: it takes one node from the bag and explores its subtree depth first on a stack of its
