@@ -17,8 +17,8 @@
 // while the rank has work, and the bag always holds some to give away.
 //
 // Between ranks (only the main thread calls MPI: MPI_THREAD_FUNNELED, see mpi_ranks.hpp). The
-// main thread polls for messages, and sleeps in between on a condition variable that the
-// explorers signal. A rank with no work (bag empty, no explorer) is idle: it sends a steal
+// main thread polls for messages, and sleeps in between (0.1 ms, or 1 ms while the rank is busy)
+// on a condition variable that the explorers signal. A rank with no work (bag empty, no explorer) is idle: it sends a steal
 // request to one other rank at a time, round robin. A rank answers a request with half its bag;
 // while its bag is empty but explorers run, it keeps the request and asks them to give (the
 // answer goes out as soon as they have); an idle rank answers "no work", and the thief asks the
@@ -228,7 +228,11 @@ class rank_messenger {
       } else if (request_to_ < 0 && sends_.empty() && barrier_ == MPI_REQUEST_NULL) {
         MPI_Ibarrier(MPI_COMM_WORLD, &barrier_);
       }
-      explorer_.wait_for_news(std::chrono::microseconds(100));
+      // Polling costs the explorers a context switch each time. While this rank works and owes
+      // and awaits nothing, only a new request can come, and it may wait a millisecond (a few
+      // per run); an idle rank looks ten times as often for the answer or token it awaits.
+      const bool busy = !stopping_ && thieves_.empty() && request_to_ < 0 && !explorer_.idle();
+      explorer_.wait_for_news(std::chrono::microseconds(busy ? 1000 : 100));
     }
   }
 
