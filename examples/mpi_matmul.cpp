@@ -25,7 +25,6 @@
 
 #include "mpi_ranks.hpp"
 
-#include <chrono>   // for std::chrono::steady_clock
 #include <cstddef>  // for std::size_t
 #include <cstdio>   // for std::printf
 #include <numeric>  // for std::gcd
@@ -135,7 +134,7 @@ int main(int argc, char** argv) {
   matrix b_panel(w, block_columns);  // B's panel rows, the columns of my block column
 
   MPI_Barrier(MPI_COMM_WORLD);
-  const double start = MPI_Wtime();
+  const mpi_examples::stopwatch parallel_time;
   for (std::size_t k0 = 0; k0 < n; k0 += w) {
     const int a_owner = static_cast<int>(k0 / block_columns);  // grid column holding A's panel
     const int b_owner = static_cast<int>(k0 / block_rows);     // grid row holding B's panel
@@ -154,10 +153,13 @@ int main(int argc, char** argv) {
     tidepool::parallel_for(pool, std::size_t{0}, block_rows, [&](std::size_t i) { add_product_row(a_panel, b_panel, c, i, 0, w); });
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  const double parallel_seconds = MPI_Wtime() - start;
+  const double parallel_seconds = parallel_time.wall_seconds();
+  const double cpu_seconds = parallel_time.cpu_seconds();
+  double cpu_seconds_everywhere = 0;
+  MPI_Reduce(&cpu_seconds, &cpu_seconds_everywhere, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
 
   // Check 1: my block against the serial product of my rows of A and my columns of B.
-  const auto serial_start = std::chrono::steady_clock::now();
+  const mpi_examples::stopwatch serial_time;
   matrix my_rows_of_a(block_rows, n);
   matrix my_columns_of_b(n, block_columns);
   for (std::size_t i = 0; i < block_rows; ++i) {
@@ -170,7 +172,8 @@ int main(int argc, char** argv) {
   for (std::size_t k0 = 0; k0 < n; k0 += w) {
     for (std::size_t i = 0; i < block_rows; ++i) add_product_row(my_rows_of_a, my_columns_of_b, expected, i, k0, k0 + w);
   }
-  const double serial_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - serial_start).count();
+  const double serial_seconds = serial_time.wall_seconds();
+  const double serial_cpu_seconds = serial_time.cpu_seconds();
   long long wrong = 0;
   double block_sum = 0;
   for (std::size_t i = 0; i < c.entries.size(); ++i) {
@@ -194,10 +197,11 @@ int main(int argc, char** argv) {
   const bool right = wrong_everywhere == 0 && sum == checksum;
 
   if (mpi.rank() == 0) {
-    std::printf("matmul n=%zu on a %dx%d grid, panels of %zu: %d ranks x %zu workers: %.1f ms\n", n, g.rows,
-                g.columns, w, mpi.size(), workers, parallel_seconds * 1e3);
-    std::printf("serial check of rank 0's block (%zux%zu): %.1f ms; %lld entries differ; sum %.0f, checksum %.0f\n",
-                block_rows, block_columns, serial_seconds * 1e3, wrong_everywhere, sum, checksum);
+    std::printf("matmul n=%zu on a %dx%d grid, panels of %zu: %d ranks x %zu workers: %.1f ms, cpu %.1f ms\n", n,
+                g.rows, g.columns, w, mpi.size(), workers, parallel_seconds * 1e3, cpu_seconds_everywhere * 1e3);
+    std::printf("serial check of rank 0's block (%zux%zu): %.1f ms, cpu %.1f ms; %lld entries differ; sum %.0f, "
+                "checksum %.0f\n",
+                block_rows, block_columns, serial_seconds * 1e3, serial_cpu_seconds * 1e3, wrong_everywhere, sum, checksum);
     if (!right) std::printf("WRONG\n");
   }
   return right ? 0 : 1;

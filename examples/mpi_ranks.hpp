@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 #include <sched.h>  // for sched_getaffinity, CPU_COUNT
+#include <time.h>   // for clock_gettime, CLOCK_PROCESS_CPUTIME_ID
 #include <tidepool/pool.hpp>  // for tidepool::pool_options
 
 #include <cstddef>    // for std::size_t
@@ -67,6 +68,24 @@ inline std::size_t workers_per_rank(std::size_t requested) {
   const std::size_t share = cores / static_cast<std::size_t>(ranks_here);
   return share > 0 ? share : 1;
 }
+
+// Wall-clock time and this process's CPU time (all its threads) since construction. The CPU
+// time shows how much of the machine a run got: on a shared one, less than wall time × cores.
+class stopwatch {
+ public:
+  stopwatch() : wall_start_(MPI_Wtime()), cpu_start_(process_cpu_seconds()) {}
+  [[nodiscard]] double wall_seconds() const { return MPI_Wtime() - wall_start_; }
+  [[nodiscard]] double cpu_seconds() const { return process_cpu_seconds() - cpu_start_; }
+
+ private:
+  static double process_cpu_seconds() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+  }
+  double wall_start_;
+  double cpu_start_;
+};
 
 inline tidepool::pool_options rank_pool_options(std::size_t workers, const char* name) {
   tidepool::pool_options options;

@@ -421,7 +421,7 @@ int main(int argc, char** argv) {
   uts::tree_size local{0, 0, 0};
   std::int64_t steals = 0;
   MPI_Barrier(MPI_COMM_WORLD);
-  const double start = MPI_Wtime();
+  const mpi_examples::stopwatch parallel_time;
   {
     rank_explorer explorer(tree, workers);
     rank_messenger messenger(explorer, mpi.rank(), mpi.size());
@@ -433,6 +433,10 @@ int main(int argc, char** argv) {
     local = explorer.counted();
     steals = messenger.answers_received_with_work();
   }
+  const double parallel_seconds = parallel_time.wall_seconds();
+  const double cpu_seconds = parallel_time.cpu_seconds();
+  double cpu_seconds_everywhere = 0;
+  MPI_Reduce(&cpu_seconds, &cpu_seconds_everywhere, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
   std::int64_t sums[3] = {local.nodes, local.leaves, steals};
   std::int64_t totals[3] = {0, 0, 0};
   int depth = 0;
@@ -440,23 +444,22 @@ int main(int argc, char** argv) {
   MPI_Reduce(&local.depth, &depth, 1, MPI_INT, MPI_MAX, 0, MPI_COMM_WORLD);
   std::vector<std::int64_t> per_rank(static_cast<std::size_t>(mpi.size()));
   MPI_Gather(&local.nodes, 1, MPI_INT64_T, per_rank.data(), 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
-  const double parallel_seconds = MPI_Wtime() - start;
   if (mpi.rank() != 0) return 0;
 
   const uts::tree_size counted{totals[0], totals[1], depth};
-  const auto serial_start = std::chrono::steady_clock::now();
+  const mpi_examples::stopwatch serial_time;
   const uts::tree_size serial = uts::count_serial(tree, uts::root(tree.root_seed));
-  const double serial_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - serial_start).count();
   const bool is_t1 = tree.root_seed == uts::t1.root_seed && tree.depth_limit == uts::t1.depth_limit &&
                      tree.branching == uts::t1.branching;
 
   std::printf("uts depth %d, branching %g, seed %d: %lld nodes, %lld leaves, depth %d\n", tree.depth_limit,
               tree.branching, static_cast<int>(tree.root_seed), static_cast<long long>(counted.nodes),
               static_cast<long long>(counted.leaves), counted.depth);
-  std::printf("%d ranks x %zu workers: %.1f ms (%lld steals between ranks; nodes per rank:", mpi.size(), workers,
-              parallel_seconds * 1e3, static_cast<long long>(totals[2]));
+  std::printf("%d ranks x %zu workers: %.1f ms, cpu %.1f ms (%lld steals between ranks; nodes per rank:", mpi.size(),
+              workers, parallel_seconds * 1e3, cpu_seconds_everywhere * 1e3, static_cast<long long>(totals[2]));
   for (const std::int64_t n : per_rank) std::printf(" %lld", static_cast<long long>(n));
-  std::printf(")\nserial: %.1f ms, %lld nodes\n", serial_seconds * 1e3, static_cast<long long>(serial.nodes));
+  std::printf(")\nserial: %.1f ms, cpu %.1f ms, %lld nodes\n", serial_time.wall_seconds() * 1e3, serial_time.cpu_seconds() * 1e3,
+              static_cast<long long>(serial.nodes));
 
   bool right = counted == serial;
   if (is_t1 && !(serial == uts::t1_size)) {
