@@ -20,7 +20,7 @@
 //
 // The entries are small integers, so every sum is exact in double and the checks compare with ==.
 
-#include <mpi.h>
+#include <mpi.h>  // the MPI C API (meson defines OMPI_SKIP_MPICXX: no C++ bindings)
 #include <tidepool/tidepool.hpp>
 
 #include "mpi_ranks.hpp"

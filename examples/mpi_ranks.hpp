@@ -7,14 +7,14 @@
 // FUNNELED promises, and it spares the locking that Open MPI adds to every call under
 // MPI_THREAD_MULTIPLE.
 
-#include <mpi.h>
+#include <mpi.h>  // the MPI C API (meson defines OMPI_SKIP_MPICXX: no C++ bindings)
 #include <sched.h>  // for sched_getaffinity, CPU_COUNT
 #include <time.h>   // for clock_gettime, CLOCK_PROCESS_CPUTIME_ID
 #include <tidepool/pool.hpp>  // for tidepool::pool_options
 
 #include <cstddef>    // for std::size_t
 #include <cstdio>     // for std::fprintf
-#include <cstdlib>    // for std::strtod
+#include <cstdlib>    // for std::strtod, std::exit
 #include <cstring>    // for std::strcmp
 #include <initializer_list>  // for std::initializer_list
 #include <string>     // for std::string

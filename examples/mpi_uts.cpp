@@ -35,23 +35,22 @@
 // own sends completed, and meets the others in a nonblocking barrier, serving until the barrier
 // completes: then no message is left unreceived anywhere, and MPI_Finalize is clean.
 
-#include <mpi.h>
+#include <mpi.h>  // the MPI C API (meson defines OMPI_SKIP_MPICXX: no C++ bindings)
 #include <tidepool/tidepool.hpp>
 
 #include "mpi_ranks.hpp"
 #include "uts.hpp"  // perf/uts.hpp: the tree of tidepool's benchmarks
 
-#include <algorithm>           // for std::min
 #include <atomic>              // for std::atomic
 #include <chrono>              // for std::chrono::microseconds, std::chrono::steady_clock
 #include <condition_variable>  // for std::condition_variable
 #include <cstddef>             // for std::byte, std::size_t
 #include <cstdint>             // for std::int64_t
-#include <cstdio>              // for std::printf
+#include <cstdio>              // for std::printf, std::fprintf
 #include <cstring>             // for std::memcpy
+#include <iterator>            // for std::next
 #include <list>                // for std::list
 #include <mutex>               // for std::mutex, std::lock_guard, std::unique_lock
-#include <iterator>            // for std::next
 #include <span>                // for std::span, std::as_bytes
 #include <type_traits>         // for std::is_trivially_copyable_v
 #include <vector>              // for std::vector
