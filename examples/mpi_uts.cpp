@@ -18,12 +18,12 @@
 //
 // Between ranks (only the main thread calls MPI: MPI_THREAD_FUNNELED, see mpi_ranks.hpp). The
 // main thread polls for messages, and sleeps in between (0.1 ms, or 1 ms while the rank is busy)
-// on a condition variable that the explorers signal. A rank with no work (bag empty, no explorer) is idle: it sends a steal
-// request to one other rank at a time, round robin. A rank answers a request with half its bag;
-// while its bag is empty but explorers run, it keeps the request and asks them to give (the
-// answer goes out as soon as they have); an idle rank answers "no work", and the thief asks the
-// next rank, pausing after a whole round of refusals. Work moves only in answers: no static
-// split, rank 0 starts with the root alone.
+// on a condition variable that the explorers signal. A rank with no work (bag empty, no
+// explorer) is idle: it sends a steal request to one other rank at a time, round robin. A rank
+// answers a request with half its bag; while its bag is empty but explorers run, it keeps the
+// request and asks them to give (the answer goes out as soon as they have); an idle rank answers
+// "no work", and the thief asks the next rank, pausing 0.5 ms after a whole round of refusals.
+// Work moves only in answers: no static split, rank 0 starts with the root alone.
 //
 // Termination: Dijkstra and Safra's token algorithm (EWD998). The "basic" messages are answers
 // that carry nodes; each rank counts those it sent minus those it received, and turns black when
