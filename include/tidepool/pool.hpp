@@ -172,7 +172,7 @@ class pool : public detail::submitter<pool>, public detail::timer_submitter<pool
   // Boost.Asio: an executor that runs handlers and coroutines on the pool's workers. Defined in
   // tidepool/asio.hpp (include it to use them), so that this header does not need Asio.
   class executor_type;
-  executor_type get_executor() noexcept;
+  inline executor_type get_executor() noexcept;
 
  private:
   friend class detail::submitter<pool>;
