@@ -42,7 +42,8 @@
 //   * context: one asio::execution_context per pool, made by the first get_executor() and
 //     destroyed by ~pool after the workers end (its services, e.g. strands, then destroy the
 //     handlers they still hold). Making it allocates: if that fails, get_executor() (noexcept,
-//     as Asio's) ends the program.
+//     as Asio's) ends the program. So a pool that gave out executors must not be destroyed from
+//     one of its own handlers (the context goes while that handler still runs).
 //
 // Equality: two executors are equal when they belong to the same pool and have the same
 // blocking, relationship and outstanding_work properties. A strand (asio::make_strand) on the
@@ -404,9 +405,9 @@ struct initiate_get {
 // The handler's executor holds tracked work until the handler has run. If that executor refuses
 // the completion (a stopped tidepool pool: pool_stopped), the handler is destroyed uncalled, as
 // Asio does with the handlers of a context that is shut down.
-// Throws tidepool::error at once for an empty handle. The operation owns the handle: to cancel
-// the task meanwhile, keep none; cancel through a submit_options stop token, or call cancel()
-// before handing the task over (a cancelled task completes the handler with task_cancelled).
+// Throws tidepool::error at once for an empty handle. The operation takes the handle over: to be
+// able to cancel the task while it is awaited, submit it with a stop token (submit_options) and
+// request stop on it; a task so skipped completes the handler with task_cancelled.
 template <class T, class CompletionToken>
 auto async_get(task<T> t, CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, typename detail::get_signature<T>::type>(detail::initiate_get{}, token, std::move(t));
