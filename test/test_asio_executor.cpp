@@ -352,6 +352,45 @@ TEST(AsioExecutor, AStoppedPoolRefusesAHandlerWithPoolStoppedAndCountsItDropped)
   EXPECT_EQ(p.metrics().submitted, 0u);
 }
 
+// A worker cannot wait for room in its own pool, and running the handler at once would break
+// blocking.never: it gets queue_full, and the handler never runs.
+TEST(AsioExecutor, AWorkerPostingToItsOwnFullPoolGetsQueueFullAndTheHandlerNeverRuns) {
+  tidepool::pool_options options = with_workers(1);
+  options.queue_capacity = 1;  // one handler running and one waiting fill it
+  pool p(options);
+  const auto ex = p.get_executor();
+  std::atomic<bool> third_ran{false};
+  std::promise<bool> refused;
+  auto outcome = refused.get_future();
+  asio::post(ex, [&] {
+    asio::post(ex, [] {});
+    try {
+      asio::post(ex, [&] { third_ran = true; });
+      refused.set_value(false);
+    } catch (const tidepool::queue_full&) {
+      refused.set_value(true);
+    }
+  });
+  ASSERT_TRUE(ready_in_time(outcome));
+  EXPECT_TRUE(outcome.get());
+  p.stop_and_wait();
+  EXPECT_FALSE(third_ran.load());
+  EXPECT_EQ(p.metrics().dropped, 1u);
+  EXPECT_EQ(p.metrics().inline_runs, 0u);
+}
+
+TEST(AsioExecutor, PostingFromOutsideToAFullNonBlockingPoolThrowsQueueFull) {
+  tidepool::pool_options options = with_workers(1);
+  options.queue_capacity = 0;
+  options.non_blocking = true;
+  pool p(options);
+  occupied_workers busy(p, 1);
+  EXPECT_THROW(asio::post(p.get_executor(), [] {}), tidepool::queue_full);
+  busy.release();
+  p.stop_and_wait();
+  EXPECT_EQ(p.metrics().dropped, 1u);
+}
+
 TEST(AsioExecutor, AHandlerThatThrowsCountsFailedAndReachesTheUnhandledExceptionHandler) {
   std::promise<std::exception_ptr> reported;
   auto error = reported.get_future();
