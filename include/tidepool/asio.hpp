@@ -42,8 +42,8 @@
 //   * context: one asio::execution_context per pool, made by the first get_executor() and
 //     destroyed by ~pool after the workers end (its services, e.g. strands, then destroy the
 //     handlers they still hold). Making it allocates: if that fails, get_executor() (noexcept,
-//     as Asio's) ends the program. So a pool that gave out executors must not be destroyed from
-//     one of its own handlers (the context goes while that handler still runs).
+//     as Asio's) ends the program. A pool that gave out executors must not be destroyed from one
+//     of its own handlers: the context would go while that handler still runs.
 //
 // Equality: two executors are equal when they belong to the same pool and have the same
 // blocking, relationship and outstanding_work properties. A strand (asio::make_strand) on the
@@ -71,6 +71,7 @@
 #include <boost/asio/prefer.hpp>               // for boost::asio::prefer
 #include <boost/asio/system_executor.hpp>      // for boost::asio::system_executor
 
+#include <atomic>              // for std::atomic
 #include <condition_variable>  // for std::condition_variable
 #include <cstddef>             // for std::size_t
 #include <exception>           // for std::exception_ptr, std::current_exception
@@ -102,11 +103,15 @@ class pool_asio_context final : public asio_attachment, public boost::asio::exec
 
   [[nodiscard]] pool& owner() const noexcept { return owner_; }
 
+  // relaxed: starting work publishes nothing. (Work started after a waiter saw zero is too late:
+  // the pool stops, as asio::thread_pool's join() would.)
   void work_started() noexcept { tracked_.fetch_add(1, std::memory_order_relaxed); }
   void work_finished() noexcept {
     // Down to 1 without the lock; the step to zero takes it, so that a waiter that saw zero (and
     // may destroy the pool, and this) is sure the notifying thread is done with us.
-    // release: what the work did happens-before the waiter's acquire load of zero.
+    // release: what the work did happens-before the waiter's acquire load of zero (each
+    // decrement is a read-modify-write, so the last one continues every earlier one's release
+    // sequence).
     std::size_t n = tracked_.load(std::memory_order_relaxed);
     while (n > 1) {
       if (tracked_.compare_exchange_weak(n, n - 1, std::memory_order_release, std::memory_order_relaxed)) return;
