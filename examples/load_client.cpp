@@ -7,9 +7,19 @@
 //   examples/load_client --connect=127.0.0.1:PORT [--metrics=127.0.0.1:PORT] [same options]
 //
 // Defaults: 20000 requests over 8 connections, at most 16 unanswered per connection, 500 rounds
-// (~25 µs of work each), 60 s deadline. --workers and --queue are passed on to the server it
-// starts. With --connect it drives a server that is already running (and scrapes /metrics only
-// if --metrics is given); it does not stop that server.
+// (~25 µs of work each), 60 s deadline. --workers, --queue, --max-connections (default 256) and
+// --idle-timeout (default 2 s) are passed on to the server it starts. With --connect it drives a
+// server that is already running (and scrapes /metrics only if --metrics is given); it does not
+// stop that server, and runs the idle check only if given that server's --idle-timeout.
+//
+// Two checks of the server's hardening, after the load:
+//   idle   --idle-connections (default 300) connections that send nothing hold every slot: a new
+//          client is refused while they do; the server closes each of them within its idle
+//          timeout (+ 10 s of slack), and then a new client is served. 0 skips it.
+//   reset  a connection queues 16 requests of the most work allowed (~16 ms each), reads the
+//          first reply and resets (RST): /metrics must count the others cancelled, not run
+//          ahead of live clients, but for up to 6 per server worker that may have started
+//          (at least one). Needs /metrics.
 //
 // Each request carries its own random payload (16–64 bytes). Latency runs from the request's
 // first send to its OK reply, so it includes the wait behind the other requests in the window.
@@ -26,8 +36,9 @@
 
 #include <boost/asio/io_context.hpp>    // for boost::asio::io_context
 #include <boost/asio/ip/tcp.hpp>        // for boost::asio::ip::tcp
+#include <boost/asio/read_until.hpp>    // for boost::asio::read_until
 #include <boost/asio/steady_timer.hpp>  // for boost::asio::steady_timer
-#include <boost/asio/write.hpp>         // for boost::asio::async_write
+#include <boost/asio/write.hpp>         // for boost::asio::async_write, boost::asio::write
 
 #include <fcntl.h>     // for O_CLOEXEC, O_RDONLY
 #include <poll.h>      // for poll
@@ -55,7 +66,7 @@
 #include <string>        // for std::string
 #include <string_view>   // for std::string_view
 #include <system_error>  // for std::errc
-#include <thread>        // for std::this_thread::sleep_for
+#include <thread>        // for std::this_thread::sleep_for, std::thread::hardware_concurrency
 #include <vector>        // for std::vector
 
 #include "request_work.hpp"
@@ -79,6 +90,9 @@ struct options {
   std::uint32_t rounds = 500;
   std::string workers;  // passed on to the server as they are
   std::string queue;
+  std::size_t max_connections = 256;
+  std::optional<unsigned> idle_timeout;  // the server's; default 2 s for a server this client starts
+  std::size_t idle_connections = 300;
   unsigned deadline = 60;
   std::uint64_t seed = 1;
 };
@@ -518,6 +532,7 @@ std::vector<request> make_requests(const options& o) {
 struct scrape {
   std::uint64_t succeeded = 0;
   std::uint64_t dropped = 0;
+  std::uint64_t cancelled = 0;
 };
 
 // GET /metrics, checked for the Prometheus content type and the task counters.
@@ -548,11 +563,13 @@ std::optional<scrape> scrape_metrics(asio::io_context& io, const tcp::endpoint& 
   };
   const auto succeeded = value_of("tidepool_tasks_succeeded_total");
   const auto dropped = value_of("tidepool_tasks_dropped_total");
-  if (!succeeded || !dropped) {
-    fail("GET /metrics: no tidepool_tasks_succeeded_total or tidepool_tasks_dropped_total:\n" + body);
+  const auto cancelled = value_of("tidepool_tasks_cancelled_total");
+  if (!succeeded || !dropped || !cancelled) {
+    fail("GET /metrics: no tidepool_tasks_succeeded_total, tidepool_tasks_dropped_total or "
+         "tidepool_tasks_cancelled_total:\n" + body);
     return std::nullopt;
   }
-  return scrape{*succeeded, *dropped};
+  return scrape{*succeeded, *dropped, *cancelled};
 }
 
 // Checks that /metrics counts at least what this client saw. A task counts as succeeded once it
@@ -571,6 +588,155 @@ void check_metrics(asio::io_context& io, const tcp::endpoint& to, std::uint64_t 
                   m->succeeded, oks, m->dropped, busy);
       if (m->succeeded < oks) fail("/metrics counts fewer succeeded tasks than OK replies");
       if (m->dropped < busy) fail("/metrics counts fewer dropped tasks than BUSY replies");
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// One request on a new connection (its own I/O context): the reply line, or nothing if the
+// server closed the connection without one (it refused the connection). A failure to connect,
+// or no answer before the deadline, fails the run (and returns nothing too).
+std::optional<std::string> probe(const tcp::endpoint& to, clock_type::time_point deadline, const char* what) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  const std::string request = "HASH 3 a b\n";
+  std::string received;
+  std::array<char, 256> chunk;
+  bool done = false;
+  std::function<void()> read_more = [&] {
+    socket.async_read_some(asio::buffer(chunk), [&](error_code ec, std::size_t n) {
+      if (!ec) received.append(chunk.data(), n);
+      // Closed (EOF, or reset if our request was still unread), or a whole line.
+      done = ec || received.find('\n') != std::string::npos;
+      if (!done) read_more();
+    });
+  };
+  socket.async_connect(to, [&](error_code ec) {
+    if (ec) {
+      fail(std::string(what) + ": connect: " + ec.message());
+      done = true;
+      return;
+    }
+    // A write into a connection the server closed fails; the read reports the close.
+    asio::async_write(socket, asio::buffer(request), [](error_code, std::size_t) {});
+    read_more();
+  });
+  io.run_until(deadline);
+  if (!done) {
+    fail(std::string(what) + ": no answer before the deadline");
+    return std::nullopt;
+  }
+  const std::size_t end = received.find('\n');
+  if (end == std::string::npos) return std::nullopt;
+  return received.substr(0, end);
+}
+
+// Idle connections must not lock new clients out: `count` connections that send nothing, then a
+// new client (refused while they hold every slot), then each must be closed by the server within
+// its idle timeout (+ 10 s), and a new client served.
+void check_idle(const tcp::endpoint& to, std::size_t count, std::size_t max_connections, unsigned idle_timeout,
+                clock_type::time_point deadline) {
+  struct idle_connection {
+    explicit idle_connection(asio::io_context& io) : socket(io) {}
+    tcp::socket socket;
+    std::array<char, 256> chunk;
+    clock_type::time_point closed_at;
+  };
+  asio::io_context io;
+  std::vector<std::unique_ptr<idle_connection>> idle;
+  const clock_type::time_point opened = clock_type::now();
+  std::size_t open = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    idle.push_back(std::make_unique<idle_connection>(io));
+    idle_connection& c = *idle.back();
+    error_code ec;
+    c.socket.connect(to, ec);
+    if (ec) {
+      fail("idle check: connect: " + ec.message());
+      return;
+    }
+    ++open;
+    c.socket.async_read_some(asio::buffer(c.chunk), [&open, &c](error_code read_ec, std::size_t) {
+      if (!read_ec) fail("idle check: the server sent something to a connection that sent nothing");
+      c.closed_at = clock_type::now();
+      --open;
+    });
+  }
+  if (count >= max_connections && probe(to, deadline, "idle check (slots held)")) {
+    fail("idle check: a new client was served while " + std::to_string(count) + " idle connections held the " +
+         std::to_string(max_connections) + " slots (is --max-connections the server's?)");
+  }
+  io.run_until(std::min(deadline, opened + std::chrono::seconds(idle_timeout + 10)));
+  if (open > 0) {
+    fail("idle check: " + std::to_string(open) + " of " + std::to_string(count) +
+         " idle connections still open after the idle timeout");
+    return;
+  }
+  // Those refused at once went in well under the timeout; the others waited for it.
+  std::size_t closed_idle = 0;
+  for (const auto& c : idle) closed_idle += c->closed_at - opened >= std::chrono::milliseconds(idle_timeout * 500);
+  const std::optional<std::string> reply = probe(to, deadline, "idle check (slots freed)");
+  const std::string ok = "OK " + request_work::answer("a b", 3);
+  if (failed) return;
+  if (!reply || (*reply != ok && *reply != "BUSY")) {
+    fail("idle check: once the idle connections were closed, a new client was not served");
+    return;
+  }
+  if (closed_idle == 0) fail("idle check: no connection was served and then closed for being idle");
+  std::printf("idle: %zu connections sending nothing: %zu refused at once, %zu closed after the %u s idle timeout, "
+              "within %.1f s; a new client was refused meanwhile and served afterwards\n",
+              count, count - closed_idle, closed_idle, idle_timeout,
+              std::chrono::duration<double>(clock_type::now() - opened).count());
+}
+
+// The work a reset connection queued must be cancelled, not run ahead of live clients: 16
+// requests of the most work allowed (~16 ms each), then, once the first reply is in, a reset.
+// Besides the first, the server's W workers may have started a few before its I/O thread (which
+// competes with them for the cores) sees the reset, up to 6 each are allowed for: at least
+// 15 - 6 W must be cancelled (3 on 2 workers; 10-12 were, here), and always at least one.
+// `workers`: the server's, or 0 if unknown.
+void check_reset(asio::io_context& io, const tcp::endpoint& to, const tcp::endpoint& metrics, std::size_t workers,
+                 clock_type::time_point deadline) {
+  const std::optional<scrape> before = scrape_metrics(io, metrics, deadline);
+  if (!before) return;
+  constexpr std::size_t queued = 16;
+  const std::string payload(64, 'r');
+  const auto rounds = static_cast<std::uint32_t>(request_work::max_work / payload.size());
+  std::string requests;
+  for (std::size_t i = 0; i < queued; ++i) requests += "HASH " + std::to_string(rounds) + " " + payload + "\n";
+  tcp::socket socket(io);
+  error_code ec;
+  socket.connect(to, ec);
+  if (!ec) asio::write(socket, asio::buffer(requests), ec);
+  std::string first;
+  if (!ec) asio::read_until(socket, asio::dynamic_buffer(first), '\n', ec);
+  if (ec) {
+    fail("reset check: " + ec.message());
+    return;
+  }
+  first.resize(first.find('\n'));
+  if (first != "OK " + request_work::answer(payload, rounds) && first != "BUSY") {
+    fail("reset check: unexpected first reply '" + first + "'");
+    return;
+  }
+  socket.set_option(asio::socket_base::linger(true, 0), ec);  // close() now sends RST
+  socket.close(ec);
+  const std::uint64_t required = workers == 0 || 6 * workers >= queued - 1 ? 1 : queued - 1 - 6 * workers;
+  const clock_type::time_point reset_at = clock_type::now();
+  const clock_type::time_point give_up = std::min(deadline, reset_at + std::chrono::seconds(5));
+  for (;;) {
+    const std::optional<scrape> after = scrape_metrics(io, metrics, deadline);
+    if (!after) return;
+    const std::uint64_t cancelled = after->cancelled - before->cancelled;
+    if (cancelled >= required || clock_type::now() >= give_up) {
+      std::printf("reset: a connection reset with %zu requests queued: %" PRIu64
+                  " of them cancelled (tidepool_tasks_cancelled_total; at least %" PRIu64 " required), the rest ran\n",
+                  queued - 1, cancelled, required);
+      if (cancelled < required) {
+        fail("reset check: the work of a reset connection still ran (cancelled " + std::to_string(cancelled) + " of " +
+             std::to_string(queued - 1) + ")");
+      }
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -604,6 +770,14 @@ bool parse_args(int argc, char** argv, options& o) {
       std::size_t n = 0;
       ok = parse_number(value, n);
       (name == "--workers" ? o.workers : o.queue) = value;
+    } else if (name == "--max-connections") {
+      ok = parse_number(value, o.max_connections);
+    } else if (name == "--idle-timeout") {
+      unsigned seconds = 0;
+      ok = parse_number(value, seconds) && seconds > 0;
+      o.idle_timeout = seconds;
+    } else if (name == "--idle-connections") {
+      ok = parse_number(value, o.idle_connections);
     } else if (name == "--deadline") {
       ok = parse_number(value, o.deadline) && o.deadline > 0;
     } else if (name == "--seed") {
@@ -626,7 +800,8 @@ int main(int argc, char** argv) {
   if (!parse_args(argc, argv, o)) {
     std::fprintf(stderr,
                  "usage: load_client SERVER [--requests=N] [--connections=C] [--window=W] [--rounds=R] [--workers=N]\n"
-                 "                   [--queue=N] [--deadline=SECONDS] [--seed=N]\n"
+                 "                   [--queue=N] [--max-connections=N] [--idle-timeout=SECONDS] [--idle-connections=N]\n"
+                 "                   [--deadline=SECONDS] [--seed=N]\n"
                  "       load_client --connect=ADDRESS:PORT [--metrics=ADDRESS:PORT] [same options]\n");
     return 2;
   }
@@ -645,6 +820,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> args{o.server, "0", "0", "--max-seconds=" + std::to_string(o.deadline + 10)};
     if (!o.workers.empty()) args.push_back("--workers=" + o.workers);
     if (!o.queue.empty()) args.push_back("--queue=" + o.queue);
+    if (!o.idle_timeout) o.idle_timeout = 2;
+    args.push_back("--idle-timeout=" + std::to_string(*o.idle_timeout));
+    args.push_back("--max-connections=" + std::to_string(o.max_connections));
     if (!server.spawn(args)) return 1;
     const auto line = server.read_line(deadline);
     if (!line) return 1;
@@ -688,6 +866,19 @@ int main(int argc, char** argv) {
           static_cast<double>(requests.size()) / load.seconds(), latencies.empty() ? 0.0 : percentile(0.50),
           latencies.empty() ? 0.0 : percentile(0.99), latencies.empty() ? 0.0 : micros(latencies.back()), busy);
     }
+  }
+  if (!failed && metrics_endpoint) {
+    // The server's workers: as passed on, or one per core of this machine for a server we started.
+    std::size_t workers = 0;
+    if (!o.workers.empty()) {
+      parse_number(o.workers, workers);
+    } else if (o.connect.empty()) {
+      workers = std::max(1u, std::thread::hardware_concurrency());
+    }
+    check_reset(io, *endpoint, *metrics_endpoint, workers, deadline);
+  }
+  if (!failed && o.idle_timeout && o.idle_connections > 0) {
+    check_idle(*endpoint, o.idle_connections, o.max_connections, *o.idle_timeout, deadline);
   }
   if (!failed && metrics_endpoint) check_metrics(io, *metrics_endpoint, oks, busy, deadline);
   if (o.connect.empty()) server.terminate(deadline);

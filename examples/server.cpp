@@ -1,9 +1,10 @@
-// The TCP server backend of issue #6: one Boost.Asio I/O thread accepts connections and parses
-// line-based requests; each request's CPU work runs on a tidepool::pool, whose worker posts the
-// reply back to the I/O thread, which writes it. The pool's metrics are served for Prometheus.
+// The TCP server backend of issue #6, on coroutines (issue #12): one Boost.Asio I/O thread
+// accepts connections and runs each one as coroutines (co_spawn) that parse line-based requests;
+// each request's CPU work is a task on a tidepool::pool, which the connection awaits with
+// tidepool::async_get, so that no thread waits for it. The pool's metrics are served for Prometheus.
 //
 //   examples/server [PORT [METRICS_PORT]] [--workers=N] [--queue=N] [--max-pending=N]
-//                   [--max-connections=N] [--max-seconds=N]
+//                   [--max-connections=N] [--idle-timeout=SECONDS] [--max-seconds=N]
 //
 // Listens on 127.0.0.1 only (port 0, the default: any free port), prints one line to stdout
 //   listening 127.0.0.1:<port> metrics 127.0.0.1:<metrics port>
@@ -26,18 +27,26 @@
 // of a growing queue. Each connection has at most --max-pending requests (default 64) whose reply
 // is not written yet; beyond that the server stops reading from it, so a client that pipelines
 // without reading is slowed by TCP, not buffered. At most --max-connections (default 256)
-// connections are served; more are closed at once.
+// connections are served; more are closed at once. A connection idle for --idle-timeout seconds
+// (default 30; 0: never) — nothing received, no reply owed — is closed, so idle clients cannot
+// hold every slot. A connection that is reset (or whose replies cannot be written) is closed at
+// once, and the work of its queued requests is cancelled (a stop token in the tasks'
+// submit_options): it would only delay the live clients' requests (counted `cancelled` in /metrics).
 
+#include <tidepool/asio.hpp>  // first: it enables Asio's coroutines for clang
 #include <tidepool/tidepool.hpp>
 
-#include <boost/asio/io_context.hpp>    // for boost::asio::io_context
-#include <boost/asio/ip/tcp.hpp>        // for boost::asio::ip::tcp
-#include <boost/asio/post.hpp>          // for boost::asio::post
-#include <boost/asio/read_until.hpp>    // for boost::asio::async_read_until
-#include <boost/asio/signal_set.hpp>    // for boost::asio::signal_set
-#include <boost/asio/steady_timer.hpp>  // for boost::asio::steady_timer
-#include <boost/asio/streambuf.hpp>     // for boost::asio::streambuf
-#include <boost/asio/write.hpp>         // for boost::asio::async_write
+#include <boost/asio/co_spawn.hpp>        // for boost::asio::co_spawn
+#include <boost/asio/detached.hpp>        // for boost::asio::detached
+#include <boost/asio/io_context.hpp>      // for boost::asio::io_context
+#include <boost/asio/ip/tcp.hpp>          // for boost::asio::ip::tcp
+#include <boost/asio/read_until.hpp>      // for boost::asio::async_read_until
+#include <boost/asio/redirect_error.hpp>  // for boost::asio::redirect_error
+#include <boost/asio/signal_set.hpp>      // for boost::asio::signal_set
+#include <boost/asio/steady_timer.hpp>    // for boost::asio::steady_timer
+#include <boost/asio/streambuf.hpp>       // for boost::asio::streambuf
+#include <boost/asio/use_awaitable.hpp>   // for boost::asio::use_awaitable
+#include <boost/asio/write.hpp>           // for boost::asio::async_write
 
 #include <array>          // for std::array
 #include <charconv>       // for std::from_chars
@@ -49,6 +58,7 @@
 #include <exception>      // for std::exception
 #include <memory>         // for std::shared_ptr, std::enable_shared_from_this
 #include <optional>       // for std::optional
+#include <stop_token>     // for std::stop_source
 #include <string>         // for std::string
 #include <string_view>    // for std::string_view
 #include <system_error>   // for std::errc
@@ -72,6 +82,7 @@ struct config {
   std::size_t queue = 256;
   std::size_t max_pending = 64;
   std::size_t max_connections = 256;
+  unsigned idle_timeout = 30;
   unsigned max_seconds = 0;
 };
 
@@ -81,6 +92,8 @@ struct counters {
   std::uint64_t requests = 0;
   std::uint64_t busy = 0;
   std::uint64_t errors = 0;
+  std::uint64_t idle_closed = 0;  // connections closed by the idle timeout
+  std::uint64_t abandoned = 0;    // requests of closed connections whose work was cancelled or unread
   std::uint64_t scrapes = 0;
 };
 
@@ -108,50 +121,79 @@ const char* parse_request(std::string_view line, std::uint32_t& rounds, std::str
 
 class server;
 
-// One client connection. Lives on the I/O thread: the pool's workers only ever move a reference
-// to it into a handler posted back there, so its members need no synchronisation.
+// One client connection: two coroutines on the I/O thread, co_spawn'ed when it is accepted. The
+// reader parses requests and queues a slot for each reply, in request order: an answer at once
+// (ERR, BUSY) or the pool's task computing it. The writer awaits the slots in order, the tasks
+// with tidepool::async_get (no thread waits; the task's completion resumes the writer on the I/O
+// thread), and writes what is ready in one go. A third one closes the connection when idle.
+// Every member is touched on the I/O thread only; the pool's tasks get copies of the payload.
 class connection : public std::enable_shared_from_this<connection> {
  public:
-  connection(server& s, tcp::socket socket) : server_(s), socket_(std::move(socket)), linger_(socket_.get_executor()) {}
+  connection(server& s, tcp::socket socket)
+      : server_(s),
+        socket_(std::move(socket)),
+        reader_wake_(socket_.get_executor()),
+        writer_wake_(socket_.get_executor()),
+        idle_(socket_.get_executor()),
+        linger_(socket_.get_executor()),
+        last_active_(std::chrono::steady_clock::now()) {
+    reader_wake_.expires_at(std::chrono::steady_clock::time_point::max());
+    writer_wake_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
 
-  void start() { read_more(); }
+  void start();
   // Takes no more requests; the replies still owed are written, then the connection closes.
   void finish_up() {
     no_more_requests_ = true;
-    maybe_close();
+    wake(reader_wake_);
+    wake(writer_wake_);
   }
+  // Closes now, and cancels the pool work of the requests still queued: it would only delay the
+  // live clients' requests, and nobody is left to read its answers.
   void close();
 
  private:
-  void read_more();
-  void on_read(error_code ec, std::size_t n);
+  // A reply, in request order: known at once, or being computed by the pool.
+  struct reply_slot {
+    std::string text;
+    std::optional<tidepool::task<std::string>> work;
+  };
+
+  asio::awaitable<void> read_requests();
+  asio::awaitable<void> write_replies();
+  asio::awaitable<void> close_when_idle();
   void parse_lines();
   void line_too_long();
   void handle_line(std::string_view line);
   void reply_now(std::string reply) {
-    replies_.emplace_back(std::move(reply));
+    replies_.push_back({std::move(reply), std::nullopt});
     ++unanswered_;
   }
-  void deliver(std::uint64_t seq, std::string reply);
-  void flush();
-  void on_written(error_code ec);
-  void maybe_close();
+  // The timers below serve as condition variables for the coroutines (all on one thread).
+  static asio::awaitable<void> sleep_until_woken(asio::steady_timer& t) {
+    error_code ignored;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  static void wake(asio::steady_timer& t) { t.cancel(); }
+  // Runs one of our coroutines; whatever it throws (a socket error) closes the connection.
+  void spawn(asio::awaitable<void> (connection::*body)());
 
   server& server_;
   tcp::socket socket_;
+  asio::steady_timer reader_wake_;  // woken when a reply was written (max_pending) or on finish_up
+  asio::steady_timer writer_wake_;  // woken when a reply slot is queued, or on finish_up
+  asio::steady_timer idle_;
   asio::steady_timer linger_;
+  std::chrono::steady_clock::time_point last_active_;  // the last byte read or written
   std::array<char, 16 * 1024> chunk_;
   std::string input_;  // received, not parsed yet: reading stops before it exceeds max_line + a chunk
-  // Replies in request order, from sequence number first_seq_ on; empty while being computed.
-  std::deque<std::optional<std::string>> replies_;
-  std::uint64_t first_seq_ = 0;
-  std::string out_;  // being written: out_count_ replies
-  std::size_t out_count_ = 0;
+  std::deque<reply_slot> replies_;
+  std::string out_;
   std::size_t unanswered_ = 0;  // requests parsed whose reply is not written yet
-  bool reading_ = false;
-  bool writing_ = false;
+  // The pool work of this connection's requests: a stop request skips the tasks not yet started.
+  std::stop_source queued_work_;
   bool no_more_requests_ = false;
-  bool peer_done_ = false;  // the peer closed its side, or reading failed
+  bool peer_done_ = false;  // the peer closed its side
   bool fin_sent_ = false;
   bool closed_ = false;
 };
@@ -180,7 +222,6 @@ class server {
   server(asio::io_context& io, tidepool::pool& pool, const config& cfg)
       : pool(pool),
         cfg(cfg),
-        io_(io),
         acceptor_(io, tcp::endpoint(asio::ip::address_v4::loopback(), cfg.port)),
         metrics_acceptor_(io, tcp::endpoint(asio::ip::address_v4::loopback(), cfg.metrics_port)),
         signals_(io, SIGINT, SIGTERM),
@@ -240,8 +281,6 @@ class server {
   }
   void forget(const std::shared_ptr<http_session>& s) { http_sessions_.erase(s); }
 
-  asio::io_context::executor_type executor() const { return io_.get_executor(); }
-
   tidepool::pool& pool;
   const config cfg;
   counters stats;
@@ -287,7 +326,6 @@ class server {
     s->start();
   }
 
-  asio::io_context& io_;
   tcp::acceptor acceptor_;
   tcp::acceptor metrics_acceptor_;
   asio::signal_set signals_;
@@ -300,39 +338,71 @@ class server {
   bool stopping_ = false;
 };
 
+void connection::start() {
+  spawn(&connection::read_requests);
+  spawn(&connection::write_replies);
+  if (server_.cfg.idle_timeout > 0) spawn(&connection::close_when_idle);
+}
+
+void connection::spawn(asio::awaitable<void> (connection::*body)()) {
+  // The coroutine owns a reference, so that the connection lives as long as any of them runs.
+  asio::co_spawn(
+      socket_.get_executor(),
+      [](std::shared_ptr<connection> self, asio::awaitable<void> (connection::*run)()) -> asio::awaitable<void> {
+        try {
+          co_await (self.get()->*run)();
+        } catch (const std::exception&) {
+          self->close();  // a failed read or write, or the work of a closed connection cancelled
+        }
+      }(shared_from_this(), body),
+      asio::detached);
+}
+
 void connection::close() {
   if (closed_) return;
   closed_ = true;
+  for (const reply_slot& slot : replies_) server_.stats.abandoned += slot.work.has_value();
+  queued_work_.request_stop();
   error_code ignored;
   socket_.close(ignored);
+  reader_wake_.cancel();
+  writer_wake_.cancel();
+  idle_.cancel();
   linger_.cancel();
   server_.forget(shared_from_this());
 }
 
-void connection::read_more() {
-  if (reading_ || closed_) return;
-  reading_ = true;
-  socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](error_code ec, std::size_t n) {
-    self->on_read(ec, n);
-  });
-}
-
-void connection::on_read(error_code ec, std::size_t n) {
-  reading_ = false;
-  if (closed_) return;
-  if (ec) {
-    peer_done_ = true;
-    no_more_requests_ = true;
-    maybe_close();
-    return;
+asio::awaitable<void> connection::read_requests() {
+  for (;;) {
+    parse_lines();  // what was received already, as far as max_pending allows
+    if (closed_) co_return;
+    if (!no_more_requests_ && unanswered_ >= server_.cfg.max_pending) {
+      // The client waits for TCP now, not us for it: read on once it has taken some replies.
+      co_await sleep_until_woken(reader_wake_);
+      continue;
+    }
+    error_code ec;
+    const std::size_t n =
+        co_await socket_.async_read_some(asio::buffer(chunk_), asio::redirect_error(asio::use_awaitable, ec));
+    if (closed_) co_return;
+    if (ec == asio::error::eof) {
+      // The peer sent its last request; it still gets every reply.
+      peer_done_ = true;
+      if (fin_sent_) {
+        close();
+      } else {
+        finish_up();
+      }
+      co_return;
+    }
+    if (ec) {
+      close();  // reset: nobody will read the replies, so its queued work is cancelled
+      co_return;
+    }
+    last_active_ = std::chrono::steady_clock::now();
+    // Input after the last request is dropped (and after our FIN, drained until the peer closes).
+    if (!no_more_requests_) input_.append(chunk_.data(), n);
   }
-  if (no_more_requests_) {
-    // Input after the last request is dropped; after our FIN it is drained (see maybe_close).
-    if (fin_sent_) read_more();
-    return;
-  }
-  input_.append(chunk_.data(), n);
-  parse_lines();
 }
 
 void connection::parse_lines() {
@@ -358,9 +428,8 @@ void connection::parse_lines() {
     input_.clear();
   } else {
     input_.erase(0, parsed);
-    if (need_more) read_more();
   }
-  flush();
+  wake(writer_wake_);
 }
 
 void connection::line_too_long() {
@@ -378,80 +447,78 @@ void connection::handle_line(std::string_view line) {
     reply_now("ERR " + std::string(reason) + '\n');
     return;
   }
-  const std::uint64_t seq = first_seq_ + replies_.size();
-  replies_.emplace_back();
-  ++unanswered_;
-  auto accepted = server_.pool.try_submit(
-      [self = shared_from_this(), seq, rounds, payload = std::string(payload),
-       executor = server_.executor()]() mutable {
-        std::string reply = "OK " + request_work::answer(payload, rounds) + '\n';
-        // The reference moves into the handler, so a worker never drops the last one: connections
-        // (and their sockets) are only ever destroyed on the I/O thread.
-        asio::post(executor, [self = std::move(self), seq, reply = std::move(reply)]() mutable {
-          self->deliver(seq, std::move(reply));
-        });
-      });
-  if (!accepted) {
+  tidepool::submit_options options;
+  options.stop_token = queued_work_.get_token();  // close() skips what has not started
+  auto work = server_.pool.try_submit(
+      [rounds, payload = std::string(payload)] { return "OK " + request_work::answer(payload, rounds) + '\n'; },
+      options);
+  if (!work) {
     ++server_.stats.busy;
-    replies_.back() = "BUSY\n";
-  }
-}
-
-void connection::deliver(std::uint64_t seq, std::string reply) {
-  if (closed_) return;
-  replies_[seq - first_seq_] = std::move(reply);
-  flush();
-}
-
-void connection::flush() {
-  if (closed_ || writing_) return;
-  while (!replies_.empty() && replies_.front().has_value()) {
-    out_ += *replies_.front();
-    replies_.pop_front();
-    ++first_seq_;
-    ++out_count_;
-  }
-  if (out_.empty()) {
-    maybe_close();
+    reply_now("BUSY\n");
     return;
   }
-  writing_ = true;
-  asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](error_code ec, std::size_t) {
-    self->on_written(ec);
-  });
+  replies_.push_back({std::string(), std::move(*work)});
+  ++unanswered_;
 }
 
-void connection::on_written(error_code ec) {
-  writing_ = false;
-  if (closed_) return;
-  if (ec) {
-    close();
-    return;
+asio::awaitable<void> connection::write_replies() {
+  for (;;) {
+    if (closed_) co_return;
+    if (replies_.empty()) {
+      if (no_more_requests_) break;
+      co_await sleep_until_woken(writer_wake_);
+      continue;
+    }
+    // The first reply, awaited; then every one after it that is ready, in one write.
+    std::size_t count = 0;
+    do {
+      reply_slot slot = std::move(replies_.front());
+      replies_.pop_front();
+      if (slot.work) {
+        // Resumes here, on the I/O thread, when the pool has run the task. It throws
+        // task_cancelled only if close() cancelled it, and then the caller just ends.
+        slot.text = co_await tidepool::async_get(std::move(*slot.work), asio::use_awaitable);
+        if (closed_) co_return;
+      }
+      out_ += slot.text;
+      ++count;
+    } while (!replies_.empty() && (!replies_.front().work || replies_.front().work->ready()));
+    co_await asio::async_write(socket_, asio::buffer(out_), asio::use_awaitable);
+    last_active_ = std::chrono::steady_clock::now();
+    out_.clear();
+    unanswered_ -= count;
+    wake(reader_wake_);  // requests held back by max_pending may go now
   }
-  unanswered_ -= out_count_;
-  out_count_ = 0;
-  out_.clear();
-  // Requests held back by max_pending may go now.
-  parse_lines();
-}
-
-void connection::maybe_close() {
-  if (closed_ || writing_ || !replies_.empty() || !no_more_requests_) return;
+  if (closed_) co_return;
   if (peer_done_) {
     close();
-    return;
+    co_return;
   }
-  if (fin_sent_) return;
   fin_sent_ = true;
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
   // Closing with unread input would reset the connection, and the peer could lose the replies
-  // just sent: read and drop until the peer closes too, for at most a second.
+  // just sent: the reader drops what comes until the peer closes too, for at most a second.
   linger_.expires_after(std::chrono::seconds(1));
-  linger_.async_wait([self = shared_from_this()](error_code ec) {
-    if (!ec) self->close();
-  });
-  read_more();
+  co_await linger_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  close();
+}
+
+asio::awaitable<void> connection::close_when_idle() {
+  const auto timeout = std::chrono::seconds(server_.cfg.idle_timeout);
+  while (!closed_) {
+    idle_.expires_at(last_active_ + timeout);
+    error_code ignored;
+    co_await idle_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (closed_) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    if (unanswered_ > 0) {
+      last_active_ = now;  // the client waits for us: not idle
+    } else if (now - last_active_ >= timeout) {
+      ++server_.stats.idle_closed;
+      close();
+    }
+  }
 }
 
 void http_session::start() {
@@ -533,6 +600,8 @@ bool parse_args(int argc, char** argv, config& cfg) {
       ok = parse_number(value, cfg.max_pending) && cfg.max_pending > 0;
     } else if (name == "--max-connections") {
       ok = parse_number(value, cfg.max_connections);
+    } else if (name == "--idle-timeout") {
+      ok = parse_number(value, cfg.idle_timeout);
     } else if (name == "--max-seconds") {
       ok = parse_number(value, cfg.max_seconds);
     } else {
@@ -553,10 +622,10 @@ int main(int argc, char** argv) {
   if (!parse_args(argc, argv, cfg)) {
     std::fprintf(stderr,
                  "usage: server [PORT [METRICS_PORT]] [--workers=N] [--queue=N] [--max-pending=N] "
-                 "[--max-connections=N] [--max-seconds=N]\n");
+                 "[--max-connections=N] [--idle-timeout=SECONDS] [--max-seconds=N]\n");
     return 2;
   }
-  // Declared first, destroyed last: tasks still running when the pool is destroyed post to it.
+  // Declared first, destroyed last: the connections' coroutines live in it.
   asio::io_context io;
   tidepool::pool_options options;
   options.workers = cfg.workers;
@@ -568,21 +637,22 @@ int main(int argc, char** argv) {
     srv.start();
     std::printf("listening 127.0.0.1:%u metrics 127.0.0.1:%u\n", srv.port(), srv.metrics_port());
     std::fflush(stdout);
+    // Returns once every connection is closed: a pending async_get holds work on the I/O context,
+    // so the tasks of connections closed by force have finished (or been skipped) by then.
     io.run();
-    // Tasks of connections closed by force may still be running; their replies, posted to the
-    // I/O thread, are dropped there.
     pool.stop_and_wait();
-    io.restart();
-    io.run();
     const tidepool::pool_metrics m = pool.metrics();
     std::fprintf(stderr,
-                 "server: stopped: %llu connections (%llu refused), %llu requests: %llu BUSY, %llu ERR; "
-                 "%llu scrapes; pool: %llu succeeded, %llu dropped\n",
+                 "server: stopped: %llu connections (%llu refused, %llu closed idle), %llu requests: %llu BUSY, "
+                 "%llu ERR, %llu abandoned by closed connections; %llu scrapes; pool: %llu succeeded, %llu "
+                 "cancelled, %llu dropped\n",
                  static_cast<unsigned long long>(srv.stats.connections),
                  static_cast<unsigned long long>(srv.stats.refused_connections),
+                 static_cast<unsigned long long>(srv.stats.idle_closed),
                  static_cast<unsigned long long>(srv.stats.requests), static_cast<unsigned long long>(srv.stats.busy),
-                 static_cast<unsigned long long>(srv.stats.errors), static_cast<unsigned long long>(srv.stats.scrapes),
-                 static_cast<unsigned long long>(m.succeeded), static_cast<unsigned long long>(m.dropped));
+                 static_cast<unsigned long long>(srv.stats.errors), static_cast<unsigned long long>(srv.stats.abandoned),
+                 static_cast<unsigned long long>(srv.stats.scrapes), static_cast<unsigned long long>(m.succeeded),
+                 static_cast<unsigned long long>(m.cancelled), static_cast<unsigned long long>(m.dropped));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "server: %s\n", e.what());
     return 1;

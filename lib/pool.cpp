@@ -271,9 +271,25 @@ pool_metrics pool_core::metrics() const {
 
 detail::pool_core& detail::pool_access::core(pool& p) noexcept { return *p.core_; }
 
+namespace {
+// Before stopping: outstanding tracked Asio work (tidepool/asio.hpp; a co_spawn'ed coroutine holds
+// some while it lives) is work whose handlers the pool has promised to accept. A worker cannot
+// wait for it (it may be what the work waits for), nor a forked child (whose workers are gone).
+void wait_for_tracked_asio_work(detail::asio_attachment* asio, detail::pool_core& core) noexcept {
+  if (asio != nullptr && core.worker_of_this_thread() == nullptr && !core.forked_away()) {
+    asio->wait_until_no_tracked_work();
+  }
+}
+}  // namespace
+
 pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(std::move(options))) { core_->start(); }
 
-pool::~pool() { core_->shutdown(); }
+pool::~pool() {
+  detail::asio_attachment* asio = asio_.load(std::memory_order_acquire);
+  wait_for_tracked_asio_work(asio, *core_);
+  core_->shutdown();
+  delete asio;  // after the workers: a handler still running may use its services
+}
 
 detail::submit_status pool::submit_node(detail::task_node* node, bool may_block) {
   return core_->submit(node, may_block);
@@ -293,7 +309,10 @@ void detail::throw_if_refused(submit_status status) {
 }
 
 void pool::stop() { core_->stop(); }
-void pool::stop_and_wait() { core_->stop_and_wait(); }
+void pool::stop_and_wait() {
+  wait_for_tracked_asio_work(asio_.load(std::memory_order_acquire), *core_);
+  core_->stop_and_wait();
+}
 bool pool::stopped() const noexcept { return core_->stopping(); }
 pool_metrics pool::metrics() const { return core_->metrics(); }
 std::size_t pool::workers() const noexcept { return core_->worker_count(); }

@@ -63,6 +63,7 @@
 // fork are the parent's: their handles never complete in the child. default_pool() in a child
 // is a new pool.
 
+#include <atomic>       // for std::atomic
 #include <chrono>       // for std::chrono::steady_clock, std::chrono::nanoseconds
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX, std::uint32_t
@@ -72,6 +73,7 @@
 #include <stop_token>   // for std::stop_token
 #include <string>       // for std::string
 
+#include "tidepool/detail/asio_attachment.hpp"
 #include "tidepool/detail/submitter.hpp"
 #include "tidepool/detail/timer_submitter.hpp"
 #include "tidepool/detail/task_node.hpp"
@@ -167,6 +169,11 @@ class pool : public detail::submitter<pool>, public detail::timer_submitter<pool
   // (std::system_error), the workers started before it keep running and workers() counts them.
   void resize(std::size_t workers);
 
+  // Boost.Asio: an executor that runs handlers and coroutines on the pool's workers. Defined in
+  // tidepool/asio.hpp (include it to use them), so that this header does not need Asio.
+  class executor_type;
+  inline executor_type get_executor() noexcept;
+
  private:
   friend class detail::submitter<pool>;
   friend class detail::timer_submitter<pool>;
@@ -180,6 +187,8 @@ class pool : public detail::submitter<pool>, public detail::timer_submitter<pool
   detail::submit_status start_periodic(detail::periodic_state* state, std::chrono::nanoseconds period);
 
   std::shared_ptr<detail::pool_core> core_;
+  // Made by the first get_executor() (tidepool/asio.hpp); deleted by ~pool after the workers end.
+  std::atomic<detail::asio_attachment*> asio_{nullptr};
 };
 
 namespace detail {
