@@ -1,0 +1,444 @@
+#pragma once
+// C++20 coroutines on a tidepool::pool: co_task, schedule, spawn, awaiting a task<T>, when_all,
+// sync_wait.
+//
+//   tidepool::co_task<long> fib(int n) {
+//     if (n < 2) co_return n;
+//     auto [a, b] = co_await tidepool::when_all(fib(n - 1), fib(n - 2));  // a, b may run in parallel
+//     co_return a + b;
+//   }
+//   long f = tidepool::sync_wait(pool, fib(30));            // from a thread outside the pool
+//   tidepool::task<long> t = tidepool::spawn(pool, fib(30));  // an ordinary task handle
+//
+// co_task<T>: a lazy coroutine. It starts when awaited (on the awaiting thread, at once),
+// spawned or passed to when_all / sync_wait; `co_await` on it returns its T (moved out) or
+// rethrows its exception. T may be void or move-only, not a reference. A co_task is started at
+// most once; destroying one never started destroys its frame (and what its parameters hold).
+//
+// Where coroutines run: on the pool's workers, never blocking one. What suspends a coroutine
+// (a child not finished yet, a task<T> not ready, schedule) hands its worker back to the
+// pool, which runs other work meanwhile; the coroutine is resumed later as an internal job:
+// never counted in metrics, never refused. Only spawn() counts, as one task per coroutine.
+//
+// No retention: a co_task's frame, with its locals, parameters and captures, is destroyed
+// before the coroutine awaiting it resumes, and before a spawned task's completion is
+// observable (ready(), get(), wait() return, an awaiter resumes).
+//
+// Stack: resumption goes by symmetric transfer, so nested co_awaits of any depth and when_all
+// recursion (fib, UTS) run in bounded native stack; the frames are on the heap, recycled per
+// thread (detail/coro_frame_allocator.hpp: no call to the global heap once warm).
+//
+// Errors in the usual places: a pool that refuses a submission throws as submit() does; awaiting
+// a task<T> throws what get() would (task_cancelled, task_expired, the task's exception).
+
+#include <array>        // for std::array
+#include <atomic>       // for std::atomic
+#include <coroutine>    // for std::coroutine_handle
+#include <cstddef>      // for std::size_t
+#include <cstdint>      // for std::uint32_t, UINT32_MAX
+#include <exception>    // for std::exception_ptr, std::make_exception_ptr, std::rethrow_exception
+#include <string>       // for std::string
+#include <tuple>        // for std::tuple, std::get, std::apply
+#include <type_traits>  // for std::conditional_t, std::is_void_v, std::is_reference_v
+#include <utility>      // for std::exchange, std::index_sequence, std::move
+#include <variant>      // for std::monostate
+#include <vector>       // for std::vector
+
+#include "tidepool/detail/coro_jobs.hpp"
+#include "tidepool/detail/coro_promise.hpp"
+#include "tidepool/detail/coro_when_all.hpp"
+#include "tidepool/errors.hpp"
+#include "tidepool/pool.hpp"
+#include "tidepool/subpool.hpp"
+#include "tidepool/task.hpp"
+
+namespace tidepool {
+
+namespace detail {
+template <class T>
+struct co_task_access;
+}
+
+template <class T>
+class co_task {
+  static_assert(!std::is_reference_v<T>, "tidepool: a co_task cannot return a reference; return a pointer or a std::reference_wrapper");
+
+ public:
+  using promise_type = detail::co_promise<T>;
+  using value_type = T;
+
+  co_task() noexcept = default;
+  co_task(co_task&& other) noexcept : frame_(std::exchange(other.frame_, {})) {}
+  co_task& operator=(co_task&& other) noexcept {
+    if (this != &other) {
+      reset();
+      frame_ = std::exchange(other.frame_, {});
+    }
+    return *this;
+  }
+  co_task(const co_task&) = delete;
+  co_task& operator=(const co_task&) = delete;
+  ~co_task() { reset(); }
+
+  // False for a default-constructed or moved-from co_task, and once it was started.
+  [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(frame_); }
+
+  // Starts the coroutine on this thread, at once; the awaiter resumes when it has finished.
+  class awaiter;
+  awaiter operator co_await() &&;
+  awaiter operator co_await() &;
+
+ private:
+  friend promise_type;
+  friend struct detail::co_task_access<T>;
+  explicit co_task(std::coroutine_handle<promise_type> frame) noexcept : frame_(frame) {}
+  void reset() noexcept {
+    if (frame_) std::exchange(frame_, {}).destroy();
+  }
+
+  std::coroutine_handle<promise_type> frame_;
+};
+
+namespace detail {
+
+template <class T>
+co_task<T> co_promise<T>::get_return_object() noexcept {
+  return co_task<T>(std::coroutine_handle<co_promise<T>>::from_promise(*this));
+}
+inline co_task<void> co_promise<void>::get_return_object() noexcept {
+  return co_task<void>(std::coroutine_handle<co_promise<void>>::from_promise(*this));
+}
+
+template <class T>
+struct co_task_access {
+  // The unstarted frame, which the caller now owns; throws if there is none.
+  static std::coroutine_handle<co_promise<T>> release(co_task<T>& t, const char* who) {
+    if (!t.valid()) throw error(std::string("tidepool: ") + who + ": the co_task is empty (default-constructed, moved from, or started already)");
+    return std::exchange(t.frame_, {});
+  }
+};
+
+}  // namespace detail
+
+template <class T>
+class co_task<T>::awaiter {
+ public:
+  explicit awaiter(std::coroutine_handle<promise_type> child) noexcept : child_(child) {}
+  awaiter(const awaiter&) = delete;
+  awaiter& operator=(const awaiter&) = delete;
+  ~awaiter() {
+    if (child_) child_.destroy();  // never started
+  }
+
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) noexcept {
+    promise_type& child = child_.promise();
+    child.continuation = parent;
+    child.slot = &result_;
+    return std::exchange(child_, {});
+  }
+  T await_resume() { return result_.take(); }
+
+ private:
+  std::coroutine_handle<promise_type> child_;
+  detail::result_slot<T> result_;
+};
+
+template <class T>
+auto co_task<T>::operator co_await() && -> awaiter {
+  return awaiter(detail::co_task_access<T>::release(*this, "co_await"));
+}
+template <class T>
+auto co_task<T>::operator co_await() & -> awaiter {
+  return awaiter(detail::co_task_access<T>::release(*this, "co_await"));
+}
+
+// ---- schedule ----------------------------------------------------------------------------------
+
+// co_await schedule(pool): the coroutine continues on one of the pool's workers (like
+// asio::post to an executor): a job on this worker's own deque if it is one of the pool's
+// workers (an idle worker may steal it), else on the pool's global queue. Never counted in the
+// metrics. On a stopped pool, nothing is posted and the co_await throws pool_stopped.
+class pool_scheduler {
+ public:
+  explicit pool_scheduler(pool& p) noexcept : pool_(p) {}
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> suspended) {
+    if (detail::post_resumption(pool_, suspended)) return true;  // may have resumed already: no more touching *this
+    refused_ = true;
+    return false;
+  }
+  void await_resume() const {
+    if (refused_) throw pool_stopped();
+  }
+
+ private:
+  pool& pool_;
+  bool refused_ = false;
+};
+
+// co_await schedule(subpool): the coroutine continues inside a task of the subpool (submitted
+// with go()), so it counts against the subpool's concurrency limit and in its metrics until it
+// next suspends or finishes. The co_await throws what go() throws when the subpool refuses
+// (pool_stopped; queue_full on a full non-blocking subpool or from a worker), and pool_stopped
+// if the task was skipped (the pool's stop token fired before it started); in that last case
+// the coroutine continues on the thread that skipped the task.
+class subpool_scheduler {
+ public:
+  explicit subpool_scheduler(subpool& s) noexcept : subpool_(s) {}
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> suspended) {
+    submission probe{this, this_thread_submission};
+    this_thread_submission = &probe;
+    try {
+      subpool_.go(resumer{suspended, this});
+    } catch (...) {
+      this_thread_submission = probe.outer;
+      refusal_ = std::current_exception();
+      return false;
+    }
+    this_thread_submission = probe.outer;
+    if (!probe.skipped) return true;  // may have resumed already: no more touching *this
+    refusal_ = std::make_exception_ptr(pool_stopped());
+    return false;
+  }
+  void await_resume() const {
+    if (refusal_) std::rethrow_exception(refusal_);
+  }
+
+ private:
+  // The go() in progress on this thread: a resumer destroyed unrun inside it was refused or
+  // skipped there, and the submitter, not the resumer, continues the coroutine.
+  struct submission {
+    const subpool_scheduler* scheduler;
+    submission* outer;
+    bool skipped = false;
+  };
+  static inline thread_local submission* this_thread_submission = nullptr;
+
+  struct resumer {
+    std::coroutine_handle<> suspended;
+    subpool_scheduler* scheduler;
+    bool done = false;
+
+    resumer(std::coroutine_handle<> s, subpool_scheduler* owner) noexcept : suspended(s), scheduler(owner) {}
+    resumer(resumer&& other) noexcept
+        : suspended(other.suspended), scheduler(other.scheduler), done(std::exchange(other.done, true)) {}
+    resumer& operator=(resumer&&) = delete;
+    void operator()() {
+      done = true;
+      suspended.resume();
+    }
+    ~resumer() {
+      if (!done) scheduler->skipped(suspended);
+    }
+  };
+
+  void skipped(std::coroutine_handle<> suspended) noexcept {
+    for (submission* s = this_thread_submission; s != nullptr; s = s->outer) {
+      if (s->scheduler == this) {
+        s->skipped = true;
+        return;
+      }
+    }
+    refusal_ = std::make_exception_ptr(pool_stopped());
+    suspended.resume();
+  }
+
+  subpool& subpool_;
+  std::exception_ptr refusal_;
+};
+
+[[nodiscard]] inline pool_scheduler schedule(pool& p) noexcept { return pool_scheduler(p); }
+[[nodiscard]] inline subpool_scheduler schedule(subpool& s) noexcept { return subpool_scheduler(s); }
+
+// ---- when_all ----------------------------------------------------------------------------------
+
+// What a child's result becomes in when_all's tuple: void is std::monostate, so that every
+// child keeps its position.
+template <class T>
+using when_all_value_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+template <class... T>
+class when_all_awaitable {
+ public:
+  // Every co_task valid (when_all checks).
+  explicit when_all_awaitable(co_task<T>... tasks) : typed_(detail::co_task_access<T>::release(tasks, "when_all")...) {}
+  when_all_awaitable(const when_all_awaitable&) = delete;
+  when_all_awaitable& operator=(const when_all_awaitable&) = delete;
+  ~when_all_awaitable() {
+    if (!started_) std::apply([](auto&... child) { (child.destroy(), ...); }, typed_);
+  }
+
+  [[nodiscard]] bool await_ready() const noexcept { return sizeof...(T) == 0; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) noexcept {
+    started_ = true;
+    prepare(std::index_sequence_for<T...>{});
+    return detail::start_when_all(children_.data(), sizeof...(T), join_, parent);
+  }
+  std::tuple<when_all_value_t<T>...> await_resume() { return collect(std::index_sequence_for<T...>{}); }
+
+ private:
+  template <std::size_t... I>
+  void prepare(std::index_sequence<I...>) noexcept {
+    ((std::get<I>(typed_).promise().join = &join_, std::get<I>(typed_).promise().slot = &std::get<I>(results_),
+      children_[I] = std::get<I>(typed_)),
+     ...);
+  }
+  template <std::size_t... I>
+  std::tuple<when_all_value_t<T>...> collect(std::index_sequence<I...>) {
+    // The first exception in argument order, once all have finished.
+    (rethrow_if_failed(std::get<I>(results_)), ...);
+    return std::tuple<when_all_value_t<T>...>(take(std::get<I>(results_))...);
+  }
+  template <class U>
+  static void rethrow_if_failed(const detail::result_slot<U>& r) {
+    if (r.error) std::rethrow_exception(r.error);
+  }
+  template <class U>
+  static when_all_value_t<U> take(detail::result_slot<U>& r) {
+    if constexpr (std::is_void_v<U>) {
+      return std::monostate{};
+    } else {
+      return std::move(*r.value);
+    }
+  }
+
+  std::tuple<std::coroutine_handle<detail::co_promise<T>>...> typed_;
+  std::array<std::coroutine_handle<>, sizeof...(T)> children_{};
+  std::tuple<detail::result_slot<T>...> results_;
+  detail::join_counter join_;
+  bool started_ = false;
+};
+
+template <class T>
+class when_all_vector_awaitable {
+ public:
+  explicit when_all_vector_awaitable(std::vector<co_task<T>> tasks)
+      : tasks_(std::move(tasks)), children_(tasks_.size()), results_(tasks_.size()) {
+    if (tasks_.size() > UINT32_MAX) throw error("tidepool: when_all: more than 2^32 - 1 co_tasks");
+    for (const co_task<T>& t : tasks_) {
+      if (!t.valid()) throw error("tidepool: when_all: a co_task is empty (default-constructed, moved from, or started already)");
+    }
+  }
+  when_all_vector_awaitable(const when_all_vector_awaitable&) = delete;
+  when_all_vector_awaitable& operator=(const when_all_vector_awaitable&) = delete;
+
+  [[nodiscard]] bool await_ready() const noexcept { return tasks_.empty(); }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) {
+    for (std::size_t i = 0; i < tasks_.size(); ++i) {
+      std::coroutine_handle<detail::co_promise<T>> child = detail::co_task_access<T>::release(tasks_[i], "when_all");
+      child.promise().join = &join_;
+      child.promise().slot = &results_[i];
+      children_[i] = child;
+    }
+    return detail::start_when_all(children_.data(), static_cast<std::uint32_t>(children_.size()), join_, parent);
+  }
+  // The results in argument order (void for co_task<void>), or the first exception in argument
+  // order, once all have finished.
+  auto await_resume() {
+    for (const detail::result_slot<T>& r : results_) {
+      if (r.error) std::rethrow_exception(r.error);
+    }
+    if constexpr (!std::is_void_v<T>) {
+      std::vector<T> values;
+      values.reserve(results_.size());
+      for (detail::result_slot<T>& r : results_) values.push_back(std::move(*r.value));
+      return values;
+    }
+  }
+
+ private:
+  std::vector<co_task<T>> tasks_;  // owns the frames until they start
+  std::vector<std::coroutine_handle<>> children_;
+  std::vector<detail::result_slot<T>> results_;
+  detail::join_counter join_;
+};
+
+// co_await when_all(a, b, ...): starts every co_task, the first on this thread at once and the
+// others as jobs that idle workers may steal, and resumes when all have finished (on the worker
+// that finished last), with their results in argument order: std::tuple<T...>, a void co_task
+// giving std::monostate in its place. If any threw, the exception of the earliest argument
+// that threw is rethrown, after all have finished (the others' results are dropped).
+// Throws tidepool::error at once if a co_task is empty. Lazy: nothing starts before co_await.
+template <class... T>
+[[nodiscard]] when_all_awaitable<T...> when_all(co_task<T>... tasks) {
+  if (!(tasks.valid() && ...)) throw error("tidepool: when_all: a co_task is empty (default-constructed, moved from, or started already)");
+  return when_all_awaitable<T...>(std::move(tasks)...);
+}
+
+// The same over a vector: co_await gives std::vector<T> in the vector's order (nothing for
+// co_task<void>). An empty vector completes at once.
+template <class T>
+[[nodiscard]] when_all_vector_awaitable<T> when_all(std::vector<co_task<T>> tasks) {
+  return when_all_vector_awaitable<T>(std::move(tasks));
+}
+
+// ---- sync_wait ---------------------------------------------------------------------------------
+
+namespace detail {
+
+// The coroutine sync_wait starts: awaits the co_task, keeps its outcome, and tells the waiting
+// thread once its own frame is gone.
+struct sync_root {
+  struct promise_type {
+    std::atomic<bool>* done = nullptr;
+
+    static void* operator new(std::size_t bytes) { return allocate_frame(bytes); }
+    static void operator delete(void* frame, std::size_t bytes) noexcept { free_frame(frame, bytes); }
+    sync_root get_return_object() noexcept { return sync_root{std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    struct final_awaiter {
+      [[nodiscard]] bool await_ready() const noexcept { return false; }
+      void await_suspend(std::coroutine_handle<promise_type> finished) const noexcept {
+        std::atomic<bool>* const done = finished.promise().done;
+        finished.destroy();
+        // release: the outcome, written before, is visible to the waiter's acquire.
+        done->store(true, std::memory_order_release);
+        done->notify_one();
+      }
+      void await_resume() const noexcept {}
+    };
+    final_awaiter final_suspend() const noexcept { return {}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept {}  // run_to_slot catches everything
+  };
+  std::coroutine_handle<promise_type> frame;
+};
+
+template <class T>
+sync_root run_to_slot(co_task<T> task, result_slot<T>& out) {
+  try {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(task);
+    } else {
+      out.set_value(co_await std::move(task));
+    }
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+}
+
+}  // namespace detail
+
+// Runs the co_task on the pool and blocks the calling thread until it has finished; returns its
+// value or rethrows its exception. For threads outside every pool: on a worker it throws
+// tidepool::error (co_await the co_task there). Throws pool_stopped on a stopped pool.
+template <class T>
+T sync_wait(pool& p, co_task<T> task) {
+  if (detail::on_a_worker()) {
+    throw error("tidepool: sync_wait called on a worker thread, which must not block: co_await the co_task instead");
+  }
+  detail::result_slot<T> result;
+  std::atomic<bool> done{false};
+  detail::sync_root root = detail::run_to_slot(std::move(task), result);
+  root.frame.promise().done = &done;
+  if (!detail::post_resumption(p, root.frame)) {
+    root.frame.destroy();
+    throw pool_stopped();
+  }
+  done.wait(false, std::memory_order_acquire);
+  return result.take();
+}
+
+}  // namespace tidepool

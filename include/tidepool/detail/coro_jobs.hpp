@@ -1,0 +1,39 @@
+#pragma once
+// How a coroutine's resumption becomes work for a worker: an internal job (a task node of kind
+// internal_job: never counted in metrics, never refused) whose run resumes a coroutine handle.
+// lib/coro.cpp.
+
+#include <coroutine>  // for std::coroutine_handle
+
+#include "tidepool/detail/task_node.hpp"
+
+namespace tidepool {
+class pool;
+}
+
+namespace tidepool::detail {
+
+// The callable of a job that resumes one suspended coroutine.
+struct resume_coroutine {
+  std::coroutine_handle<> suspended;
+  void operator()() const { suspended.resume(); }
+};
+
+// Puts `job` on the deque of the calling thread's worker (of any pool), newest first for that
+// worker, oldest first for thieves, with the same wake-up policy as parallel_invoke's spawn.
+// False, with `job` untouched, if the thread is no worker or its deque is full.
+[[nodiscard]] bool push_local_job(task_node* job) noexcept;
+// The newest job on the calling thread's worker's deque if its ops are `ops` (the caller now
+// owns it: it is out of the deque); null if the thread is no worker, or the deque is empty or
+// its newest job is of another kind (which stays where it was).
+[[nodiscard]] task_node* take_back_local_job(task_ops_fn ops) noexcept;
+// Runs `job` on the calling thread and releases it, as a worker does.
+void run_job_here(task_node* job) noexcept;
+// Posts a job resuming `suspended` to a worker of `p` (this thread's deque if it is one of p's
+// workers, else p's global queue). False, posting nothing, if `p` is stopped. Throws
+// std::bad_alloc.
+[[nodiscard]] bool post_resumption(pool& p, std::coroutine_handle<> suspended);
+// Whether the calling thread is a worker of some tidepool pool.
+[[nodiscard]] bool on_a_worker() noexcept;
+
+}  // namespace tidepool::detail

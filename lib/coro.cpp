@@ -1,0 +1,194 @@
+// The non-template half of the coroutine support (include/tidepool/coro.hpp): the recycling
+// allocator of coroutine frames, and placing a coroutine's resumption on a worker.
+
+#include <pthread.h>  // for pthread_atfork
+
+#include <cstddef>  // for std::size_t, std::byte
+#include <mutex>    // for std::mutex, std::lock_guard
+#include <new>      // for ::operator new, ::operator delete, placement new
+#include <vector>   // for std::vector
+
+#include "pool_core.hpp"
+#include "tidepool/detail/coro_frame_allocator.hpp"
+#include "tidepool/detail/coro_jobs.hpp"
+#include "tidepool/detail/sanitizers.hpp"
+#include "tidepool/fork_join.hpp"
+
+namespace tidepool::detail {
+namespace {
+
+constexpr std::size_t class_count = max_cached_frame_bytes / frame_size_granule;
+// A thread keeps up to local_limit frames per size class; past that it hands the oldest
+// batch_size to the depot. 256 frames of the smallest class are 16 KiB: a warm fib keeps well
+// under that per thread (its live frames are as many as its depth), and deep nestings that
+// outgrow it pass their frames through the depot rather than the heap.
+constexpr std::size_t local_limit = 256;
+constexpr std::size_t batch_size = 128;
+constexpr std::size_t depot_batch_limit = 64;  // per class: 8,192 frames, 0.5 MiB of the smallest
+
+constexpr std::size_t class_bytes(std::size_t index) noexcept { return (index + 1) * frame_size_granule; }
+constexpr std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / frame_size_granule; }
+
+// A free frame's first bytes link it to the next free one of its list: a free frame is ours alone.
+struct free_frame_link {
+  free_frame_link* next;
+};
+
+struct frame_list {
+  free_frame_link* head = nullptr;
+  std::size_t count = 0;
+
+  void push(void* frame) noexcept {
+    head = ::new (frame) free_frame_link{head};
+    ++count;
+  }
+  void* pop() noexcept {
+    free_frame_link* frame = head;
+    head = frame->next;
+    --count;
+    return frame;
+  }
+  // The first n frames, as a list of their own.
+  frame_list split_off(std::size_t n) noexcept {
+    frame_list taken;
+    taken.head = head;
+    taken.count = n;
+    free_frame_link* last = head;
+    for (std::size_t i = 1; i < n; ++i) last = last->next;
+    head = last->next;
+    last->next = nullptr;
+    count -= n;
+    return taken;
+  }
+  void free_all() noexcept {
+    while (count > 0) ::operator delete(pop());
+  }
+};
+
+// Shared by all threads, one per size class. In static storage and never destroyed: a thread's
+// cache goes back at thread exit, which may come after static destruction has begun.
+struct depot {
+  std::mutex mutex;
+  std::vector<frame_list> batches;  // guarded by mutex
+
+  [[nodiscard]] bool take(frame_list& into) noexcept {
+    std::lock_guard lock(mutex);
+    if (batches.empty()) return false;
+    into = batches.back();
+    batches.pop_back();
+    return true;
+  }
+  void give(frame_list batch) noexcept {
+    {
+      std::lock_guard lock(mutex);
+      if (batches.size() < depot_batch_limit) {
+        try {
+          batches.push_back(batch);
+          return;
+        } catch (...) {  // out of memory: back to the heap instead
+        }
+      }
+    }
+    batch.free_all();
+  }
+};
+
+void lock_depots() noexcept;
+void unlock_depots() noexcept;
+
+depot& depot_of(std::size_t index) noexcept {
+  alignas(depot) static std::byte storage[class_count][sizeof(depot)];
+  static depot* const depots = [] {
+    for (std::size_t i = 0; i < class_count; ++i) ::new (static_cast<void*>(storage[i])) depot;
+    // A thread that forks while another holds a depot's mutex would leave it locked in the child.
+    static_cast<void>(pthread_atfork(&lock_depots, &unlock_depots, &unlock_depots));
+    return std::launder(reinterpret_cast<depot*>(storage[0]));
+  }();
+  return depots[index];
+}
+
+void lock_depots() noexcept {
+  for (std::size_t i = 0; i < class_count; ++i) depot_of(i).mutex.lock();
+}
+void unlock_depots() noexcept {
+  for (std::size_t i = class_count; i-- > 0;) depot_of(i).mutex.unlock();
+}
+
+// Trivially destructible, so that they can be read at any time of the thread's exit: a frame
+// freed by a thread_local destroyed after the release below goes straight to the heap.
+constinit thread_local frame_list this_thread_frames[class_count];
+constinit thread_local bool this_thread_frames_released = false;
+
+// Gives the thread's frames back at its exit; constructed (so destroyed at exit) the first time
+// the thread's cache is refilled or overflows.
+struct frames_release {
+  ~frames_release() {
+    this_thread_frames_released = true;
+    for (std::size_t i = 0; i < class_count; ++i) {
+      frame_list& kept = this_thread_frames[i];
+      while (kept.count >= batch_size) depot_of(i).give(kept.split_off(batch_size));
+      kept.free_all();
+    }
+  }
+};
+thread_local frames_release this_thread_frames_release;
+
+}  // namespace
+
+void* allocate_frame(std::size_t bytes) {
+  if (address_sanitizer || bytes > max_cached_frame_bytes) return ::operator new(bytes);
+  const std::size_t index = class_of(bytes);
+  frame_list& kept = this_thread_frames[index];
+  if (kept.count > 0) return kept.pop();
+  if (!this_thread_frames_released) {
+    static_cast<void>(&this_thread_frames_release);  // constructs it, so it will run
+    if (depot_of(index).take(kept)) return kept.pop();
+  }
+  return ::operator new(class_bytes(index));
+}
+
+void free_frame(void* frame, std::size_t bytes) noexcept {
+  if (address_sanitizer || bytes > max_cached_frame_bytes || this_thread_frames_released) {
+    ::operator delete(frame);
+    return;
+  }
+  const std::size_t index = class_of(bytes);
+  frame_list& kept = this_thread_frames[index];
+  kept.push(frame);
+  if (kept.count > local_limit) {
+    static_cast<void>(&this_thread_frames_release);
+    depot_of(index).give(kept.split_off(batch_size));
+  }
+}
+
+bool push_local_job(task_node* job) noexcept {
+  worker* const w = current_worker();
+  return w != nullptr && spawn(*w, job);
+}
+
+task_node* take_back_local_job(task_ops_fn ops) noexcept {
+  worker* const w = current_worker();
+  if (w == nullptr || w->deque.empty_estimate()) return nullptr;
+  task_node* const newest = w->deque.pop();
+  if (newest == nullptr || newest->ops == ops) return newest;
+  // Something else: back where it was (the slot we just emptied, so the push cannot fail). It
+  // was never out of sight of the wake-up decisions: no new work appeared.
+  static_cast<void>(w->deque.push(newest));
+  return nullptr;
+}
+
+void run_job_here(task_node* job) noexcept {
+  job->ops(job, task_op::run);
+  release_task_node(job);
+}
+
+bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
+  pool_core& core = pool_access::core(p);
+  if (core.stopping()) return false;
+  core.schedule_internal(make_task_node<resume_coroutine, void>(resume_coroutine{suspended}, task_kind::internal_job));
+  return true;
+}
+
+bool on_a_worker() noexcept { return current_worker() != nullptr; }
+
+}  // namespace tidepool::detail

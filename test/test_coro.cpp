@@ -1,0 +1,351 @@
+// Coroutines on a pool (include/tidepool/coro.hpp): co_task, schedule, spawn, awaiting a task<T>,
+// when_all, sync_wait; errors, cancellation, nesting, no retention, metrics.
+
+#include <gtest/gtest.h>
+
+#include <atomic>     // for std::atomic
+#include <chrono>     // for std::chrono::milliseconds
+#include <memory>     // for std::unique_ptr, std::make_unique
+#include <stdexcept>  // for std::runtime_error
+#include <string>     // for std::string
+#include <thread>     // for std::thread::id, std::this_thread
+#include <tuple>      // for std::tuple
+#include <utility>    // for std::move
+#include <variant>    // for std::monostate
+#include <vector>     // for std::vector
+
+#include "finishes_within.hpp"
+#include "pool_options_for_tests.hpp"
+#include "stress_config.hpp"
+#include "tidepool/coro.hpp"
+#include "tidepool/fork_join.hpp"
+#include "tidepool/task_group.hpp"
+
+namespace {
+
+using tidepool::co_task;
+using tidepool::testing::with_workers;
+
+co_task<int> answer() { co_return 42; }
+
+co_task<void> set_flag(std::atomic<bool>& flag) {
+  flag.store(true);
+  co_return;
+}
+
+co_task<int> throws_runtime_error(std::string what) {
+  throw std::runtime_error(what);
+  co_return 0;  // a coroutine, not a function
+}
+
+co_task<std::unique_ptr<int>> boxed(int v) { co_return std::make_unique<int>(v); }
+
+co_task<long> fib(int n) {
+  if (n < 2) co_return n;
+  auto [a, b] = co_await tidepool::when_all(fib(n - 1), fib(n - 2));
+  co_return a + b;
+}
+
+long fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2); }
+
+co_task<int> nested(int depth) {
+  if (depth == 0) co_return 0;
+  co_return 1 + co_await nested(depth - 1);
+}
+
+// A payload whose live instances are counted: captured by value in a co_task's parameters.
+struct payload {
+  static inline std::atomic<int> live{0};
+  payload() { live.fetch_add(1); }
+  payload(const payload&) { live.fetch_add(1); }
+  payload(payload&&) noexcept { live.fetch_add(1); }
+  ~payload() { live.fetch_sub(1); }
+};
+
+co_task<int> holds_payload(payload) { co_return 1; }
+
+co_task<std::vector<int>> all_of(std::vector<co_task<int>> children) { co_return co_await tidepool::when_all(std::move(children)); }
+
+// ---- co_task --------------------------------------------------------------------------------
+
+TEST(CoTask, AwaitingReturnsTheValue) {
+  tidepool::pool pool(with_workers(2));
+  auto outer = []() -> co_task<int> { co_return co_await answer() + 1; };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), 43);
+}
+
+TEST(CoTask, VoidCoTaskRunsItsBody) {
+  tidepool::pool pool(with_workers(2));
+  std::atomic<bool> flag{false};
+  tidepool::sync_wait(pool, set_flag(flag));
+  EXPECT_TRUE(flag.load());
+}
+
+TEST(CoTask, MoveOnlyValuesAreMovedOut) {
+  tidepool::pool pool(with_workers(2));
+  std::unique_ptr<int> v = tidepool::sync_wait(pool, boxed(7));
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(*v, 7);
+}
+
+TEST(CoTask, ExceptionIsRethrownToTheAwaiter) {
+  tidepool::pool pool(with_workers(2));
+  auto outer = []() -> co_task<std::string> {
+    try {
+      co_await throws_runtime_error("boom");
+    } catch (const std::runtime_error& e) {
+      co_return std::string("caught ") + e.what();
+    }
+    co_return "not thrown";
+  };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), "caught boom");
+  EXPECT_THROW(tidepool::sync_wait(pool, throws_runtime_error("to sync_wait")), std::runtime_error);
+}
+
+TEST(CoTask, IsLazyAndAnUnstartedOneDestroysItsFrame) {
+  payload::live = 0;
+  std::atomic<bool> flag{false};
+  {
+    co_task<void> never = set_flag(flag);
+    co_task<int> holding = holds_payload(payload{});
+    EXPECT_EQ(payload::live.load(), 1);
+  }
+  EXPECT_FALSE(flag.load());
+  EXPECT_EQ(payload::live.load(), 0);
+}
+
+TEST(CoTask, AwaitingAnEmptyCoTaskThrows) {
+  tidepool::pool pool(with_workers(1));
+  auto outer = []() -> co_task<void> {
+    co_task<int> empty;
+    co_await empty;
+  };
+  EXPECT_THROW(tidepool::sync_wait(pool, outer()), tidepool::error);
+}
+
+TEST(CoTask, TenThousandNestedAwaitsDoNotOverflowTheStack) {
+  tidepool::pool pool(with_workers(1));
+  EXPECT_EQ(tidepool::sync_wait(pool, nested(10'000)), 10'000);
+}
+
+TEST(CoTask, PayloadIsDestroyedBeforeTheAwaiterResumes) {
+  tidepool::pool pool(with_workers(2));
+  payload::live = 0;
+  auto outer = []() -> co_task<int> {
+    const int r = co_await holds_payload(payload{});
+    co_return r * 100 + payload::live.load();  // the child's copy must be gone already
+  };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), 100);
+}
+
+// ---- when_all --------------------------------------------------------------------------------
+
+TEST(WhenAll, TupleHoldsResultsInArgumentOrderWithVoidAsMonostate) {
+  tidepool::pool pool(with_workers(2));
+  std::atomic<bool> flag{false};
+  auto outer = [&]() -> co_task<std::tuple<int, std::monostate, long>> {
+    co_return co_await tidepool::when_all(answer(), set_flag(flag), fib(10));
+  };
+  auto [a, v, b] = tidepool::sync_wait(pool, outer());
+  EXPECT_EQ(a, 42);
+  EXPECT_EQ(v, std::monostate{});
+  EXPECT_EQ(b, 55);
+  EXPECT_TRUE(flag.load());
+}
+
+TEST(WhenAll, VectorHoldsResultsInOrder) {
+  tidepool::pool pool(with_workers(2));
+  auto outer = []() -> co_task<std::vector<long>> {
+    std::vector<co_task<long>> children;
+    for (int i = 0; i < 20; ++i) children.push_back(fib(i));
+    co_return co_await tidepool::when_all(std::move(children));
+  };
+  const std::vector<long> r = tidepool::sync_wait(pool, outer());
+  ASSERT_EQ(r.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(r[static_cast<std::size_t>(i)], fib_serial(i)) << i;
+}
+
+TEST(WhenAll, VectorOfVoidAndEmptyVector) {
+  tidepool::pool pool(with_workers(2));
+  std::atomic<int> ran{0};
+  auto outer = [&]() -> co_task<int> {
+    std::vector<co_task<void>> children;
+    for (int i = 0; i < 1000; ++i) {
+      children.push_back([](std::atomic<int>& r) -> co_task<void> {
+        r.fetch_add(1);
+        co_return;
+      }(ran));
+    }
+    co_await tidepool::when_all(std::move(children));
+    std::vector<co_task<int>> none;
+    const std::vector<int> empty = co_await tidepool::when_all(std::move(none));
+    co_return static_cast<int>(empty.size());
+  };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), 0);
+  EXPECT_EQ(ran.load(), 1000);
+}
+
+TEST(WhenAll, FirstExceptionInArgumentOrderIsRethrownAfterAllFinished) {
+  tidepool::pool pool(with_workers(2));
+  std::atomic<int> finished{0};
+  auto slow_then_throw = [](std::atomic<int>& done, std::string what) -> co_task<int> {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    done.fetch_add(1);
+    throw std::runtime_error(what);
+    co_return 0;
+  };
+  auto fine = [](std::atomic<int>& done) -> co_task<int> {
+    done.fetch_add(1);
+    co_return 1;
+  };
+  auto outer = [&]() -> co_task<std::string> {
+    try {
+      co_await tidepool::when_all(fine(finished), slow_then_throw(finished, "first"), slow_then_throw(finished, "second"));
+    } catch (const std::runtime_error& e) {
+      co_return std::string(e.what()) + " after " + std::to_string(finished.load());
+    }
+    co_return "nothing thrown";
+  };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), "first after 3");
+
+  auto vector_outer = [&]() -> co_task<std::string> {
+    std::vector<co_task<int>> children;
+    children.push_back(fine(finished));
+    children.push_back(slow_then_throw(finished, "v1"));
+    children.push_back(fine(finished));
+    children.push_back(slow_then_throw(finished, "v2"));
+    try {
+      co_await tidepool::when_all(std::move(children));
+    } catch (const std::runtime_error& e) {
+      co_return e.what();
+    }
+    co_return "nothing thrown";
+  };
+  finished = 0;
+  EXPECT_EQ(tidepool::sync_wait(pool, vector_outer()), "v1");
+  EXPECT_EQ(finished.load(), 4);
+}
+
+TEST(WhenAll, ChildrenRunInParallelOnTwoWorkers) {
+  tidepool::pool pool(with_workers(2));
+  // Each child waits until both have started: only possible if a second worker stole one.
+  std::atomic<int> started{0};
+  auto meet = [](std::atomic<int>& s) -> co_task<std::thread::id> {
+    s.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (s.load() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    co_return std::this_thread::get_id();
+  };
+  auto outer = [&]() -> co_task<bool> {
+    auto [a, b] = co_await tidepool::when_all(meet(started), meet(started));
+    co_return a != b;
+  };
+  EXPECT_TRUE(tidepool::sync_wait(pool, outer()));
+}
+
+TEST(WhenAll, FibOnOneWorkerNeitherDeadlocksNorOverflows) {
+  tidepool::pool pool(with_workers(1));
+  EXPECT_EQ(tidepool::sync_wait(pool, fib(22)), fib_serial(22));
+}
+
+TEST(WhenAll, FibOnTwoWorkers) {
+  tidepool::pool pool(with_workers(2));
+  EXPECT_EQ(tidepool::sync_wait(pool, fib(25)), fib_serial(25));
+}
+
+TEST(WhenAll, EmptyCoTaskIsRefusedAtOnce) {
+  co_task<int> empty;
+  EXPECT_THROW(static_cast<void>(tidepool::when_all(answer(), std::move(empty))), tidepool::error);
+}
+
+TEST(WhenAll, PayloadsAreDestroyedBeforeTheParentResumes) {
+  tidepool::pool pool(with_workers(2));
+  payload::live = 0;
+  auto outer = []() -> co_task<int> {
+    std::vector<co_task<int>> children;
+    for (int i = 0; i < 100; ++i) children.push_back(holds_payload(payload{}));
+    auto [one, all] = co_await tidepool::when_all(holds_payload(payload{}), all_of(std::move(children)));
+    co_return payload::live.load() * 1000 + one + static_cast<int>(all.size());
+  };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), 101);
+}
+
+// ---- schedule --------------------------------------------------------------------------------
+
+TEST(Schedule, ResumesOnAWorkerOfThePool) {
+  tidepool::pool a(with_workers(1));
+  tidepool::pool b(with_workers(1));
+  auto outer = [&]() -> co_task<bool> {
+    const std::thread::id on_a = std::this_thread::get_id();
+    co_await tidepool::schedule(b);
+    const std::thread::id on_b = std::this_thread::get_id();
+    co_await tidepool::schedule(a);
+    co_return on_a != on_b && std::this_thread::get_id() == on_a;
+  };
+  EXPECT_TRUE(tidepool::sync_wait(a, outer()));
+}
+
+// Whether co_await on `scheduled` throws pool_stopped.
+template <class Scheduler>
+co_task<bool> refused_with_pool_stopped(Scheduler scheduled) {
+  try {
+    co_await scheduled;
+  } catch (const tidepool::pool_stopped&) {
+    co_return true;
+  }
+  co_return false;
+}
+
+TEST(Schedule, StoppedPoolThrowsPoolStopped) {
+  tidepool::pool a(with_workers(1));
+  tidepool::pool b(with_workers(1));
+  b.stop();
+  EXPECT_TRUE(tidepool::sync_wait(a, refused_with_pool_stopped(tidepool::schedule(b))));
+}
+
+TEST(Schedule, SubpoolCountsAgainstItsLimit) {
+  tidepool::pool pool(with_workers(2));
+  tidepool::subpool one(pool, 1);
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  auto step = [](tidepool::subpool& s, std::atomic<int>& in, std::atomic<int>& peak) -> co_task<void> {
+    co_await tidepool::schedule(s);
+    const int now = in.fetch_add(1) + 1;
+    int seen = peak.load();
+    while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    in.fetch_sub(1);
+  };
+  auto outer = [&]() -> co_task<void> {
+    std::vector<co_task<void>> children;
+    for (int i = 0; i < 8; ++i) children.push_back(step(one, inside, most));
+    co_await tidepool::when_all(std::move(children));
+  };
+  tidepool::sync_wait(pool, outer());
+  EXPECT_EQ(most.load(), 1);
+  EXPECT_EQ(one.metrics().succeeded, 8u);
+}
+
+TEST(Schedule, StoppedSubpoolThrowsPoolStopped) {
+  tidepool::pool pool(with_workers(1));
+  tidepool::subpool s(pool, 1);
+  s.stop();
+  EXPECT_TRUE(tidepool::sync_wait(pool, refused_with_pool_stopped(tidepool::schedule(s))));
+}
+
+// ---- sync_wait -------------------------------------------------------------------------------
+
+TEST(SyncWait, OnAWorkerThrows) {
+  tidepool::pool pool(with_workers(1));
+  auto t = pool.submit([&] { return tidepool::sync_wait(pool, answer()); });
+  EXPECT_THROW(t.get(), tidepool::error);
+}
+
+TEST(SyncWait, StoppedPoolThrowsPoolStopped) {
+  tidepool::pool pool(with_workers(1));
+  pool.stop();
+  EXPECT_THROW(tidepool::sync_wait(pool, answer()), tidepool::pool_stopped);
+}
+
+}  // namespace
