@@ -17,53 +17,40 @@
 namespace tidepool::detail {
 namespace {
 
-constexpr std::size_t class_count = max_cached_frame_bytes / frame_size_granule;
-// A thread keeps up to local_limit frames per size class; past that it hands the oldest
-// batch_size to the depot. 256 frames of the smallest class are 16 KiB: a warm fib keeps well
-// under that per thread (its live frames are as many as its depth), and deep nestings that
+constexpr std::size_t class_count = frame_class_count;
+// A thread keeps up to frames_kept_per_class frames per size class; past that it hands
+// batch_size of them to the depot. 256 frames of the smallest class are 16 KiB: a warm fib keeps
+// well under that per thread (its live frames are as many as its depth), and deep nestings that
 // outgrow it pass their frames through the depot rather than the heap.
-constexpr std::size_t local_limit = 256;
 constexpr std::size_t batch_size = 128;
 constexpr std::size_t depot_batch_limit = 64;  // per class: 8,192 frames, 0.5 MiB of the smallest
 
 constexpr std::size_t class_bytes(std::size_t index) noexcept { return (index + 1) * frame_size_granule; }
 constexpr std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / frame_size_granule; }
 
-// A free frame's first bytes link it to the next free one of its list: a free frame is ours alone.
-struct free_frame_link {
-  free_frame_link* next;
-};
-
-struct frame_list {
-  free_frame_link* head = nullptr;
-  std::size_t count = 0;
-
-  void push(void* frame) noexcept {
-    head = ::new (frame) free_frame_link{head};
-    ++count;
-  }
-  void* pop() noexcept {
-    free_frame_link* frame = head;
-    head = frame->next;
-    --count;
-    return frame;
-  }
-  // The first n frames, as a list of their own.
-  frame_list split_off(std::size_t n) noexcept {
-    frame_list taken;
-    taken.head = head;
-    taken.count = n;
-    free_frame_link* last = head;
-    for (std::size_t i = 1; i < n; ++i) last = last->next;
-    head = last->next;
-    last->next = nullptr;
-    count -= n;
-    return taken;
-  }
-  void free_all() noexcept {
-    while (count > 0) ::operator delete(pop());
-  }
-};
+void push(frame_list& list, void* frame) noexcept {
+  list.head = ::new (frame) free_frame_link{list.head};
+  ++list.count;
+}
+void* pop(frame_list& list) noexcept {
+  free_frame_link* frame = list.head;
+  list.head = frame->next;
+  --list.count;
+  return frame;
+}
+// The first n frames of `list`, as a list of their own.
+frame_list split_off(frame_list& list, std::size_t n) noexcept {
+  frame_list taken{list.head, n};
+  free_frame_link* last = list.head;
+  for (std::size_t i = 1; i < n; ++i) last = last->next;
+  list.head = last->next;
+  last->next = nullptr;
+  list.count -= n;
+  return taken;
+}
+void free_all(frame_list& list) noexcept {
+  while (list.count > 0) ::operator delete(pop(list));
+}
 
 // Shared by all threads, one per size class. In static storage and never destroyed: a thread's
 // cache goes back at thread exit, which may come after static destruction has begun.
@@ -89,7 +76,7 @@ struct depot {
         }
       }
     }
-    batch.free_all();
+    free_all(batch);
   }
 };
 
@@ -114,11 +101,6 @@ void unlock_depots() noexcept {
   for (std::size_t i = class_count; i-- > 0;) depot_of(i).mutex.unlock();
 }
 
-// Trivially destructible, so that they can be read at any time of the thread's exit: a frame
-// freed by a thread_local destroyed after the release below goes straight to the heap.
-constinit thread_local frame_list this_thread_frames[class_count];
-constinit thread_local bool this_thread_frames_released = false;
-
 // Gives the thread's frames back at its exit; constructed (so destroyed at exit) the first time
 // the thread's cache is refilled or overflows.
 struct frames_release {
@@ -126,8 +108,8 @@ struct frames_release {
     this_thread_frames_released = true;
     for (std::size_t i = 0; i < class_count; ++i) {
       frame_list& kept = this_thread_frames[i];
-      while (kept.count >= batch_size) depot_of(i).give(kept.split_off(batch_size));
-      kept.free_all();
+      while (kept.count >= batch_size) depot_of(i).give(split_off(kept, batch_size));
+      free_all(kept);
     }
   }
 };
@@ -135,30 +117,31 @@ thread_local frames_release this_thread_frames_release;
 
 }  // namespace
 
-void* allocate_frame(std::size_t bytes) {
+constinit thread_local frame_list this_thread_frames[frame_class_count];
+constinit thread_local bool this_thread_frames_released = false;
+
+void* allocate_frame_slow(std::size_t bytes) {
   if (address_sanitizer || bytes > max_cached_frame_bytes) return ::operator new(bytes);
   const std::size_t index = class_of(bytes);
   frame_list& kept = this_thread_frames[index];
-  if (kept.count > 0) return kept.pop();
   if (!this_thread_frames_released) {
     static_cast<void>(&this_thread_frames_release);  // constructs it, so it will run
-    if (depot_of(index).take(kept)) return kept.pop();
+    if (depot_of(index).take(kept)) return pop(kept);
   }
   return ::operator new(class_bytes(index));
 }
 
-void free_frame(void* frame, std::size_t bytes) noexcept {
+void free_frame_slow(void* frame, std::size_t bytes) noexcept {
   if (address_sanitizer || bytes > max_cached_frame_bytes || this_thread_frames_released) {
     ::operator delete(frame);
     return;
   }
+  // The class is full: a batch goes to the depot, this frame stays.
   const std::size_t index = class_of(bytes);
   frame_list& kept = this_thread_frames[index];
-  kept.push(frame);
-  if (kept.count > local_limit) {
-    static_cast<void>(&this_thread_frames_release);
-    depot_of(index).give(kept.split_off(batch_size));
-  }
+  static_cast<void>(&this_thread_frames_release);
+  depot_of(index).give(split_off(kept, batch_size));
+  push(kept, frame);
 }
 
 bool push_local_job(task_node* job) noexcept {

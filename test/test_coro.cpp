@@ -270,6 +270,48 @@ TEST(WhenAll, PayloadsAreDestroyedBeforeTheParentResumes) {
   EXPECT_EQ(tidepool::sync_wait(pool, outer()), 101);
 }
 
+TEST(WhenAll, NoPayloadOutlivesItsRoundWithFewerWorkersThanTasks) {
+  // pond issue 110 with coroutines: every round's co_tasks hold a payload; once the round's
+  // when_all has returned, none may be alive, round after round.
+  tidepool::pool pool(with_workers(2));
+  payload::live = 0;
+  const std::size_t rounds = tidepool::testing::stress_count(200, 20);
+  auto round = []() -> co_task<int> {
+    std::vector<co_task<int>> children;
+    for (int i = 0; i < 64; ++i) children.push_back(holds_payload(payload{}));
+    const std::vector<int> done = co_await tidepool::when_all(std::move(children));
+    co_return payload::live.load() + 1000 * static_cast<int>(done.size());
+  };
+  for (std::size_t r = 0; r < rounds; ++r) {
+    ASSERT_EQ(tidepool::sync_wait(pool, round()), 64'000) << "round " << r;
+    ASSERT_EQ(payload::live.load(), 0) << "round " << r;
+  }
+}
+
+TEST(WhenAll, TaskGroupAndParallelForInsideACoroutine) {
+  tidepool::pool pool(with_workers(2));
+  auto body = [&](int n) -> co_task<long> {
+    std::vector<long> squares(static_cast<std::size_t>(n));
+    tidepool::parallel_for(pool, 0, n, [&](int i) { squares[static_cast<std::size_t>(i)] = static_cast<long>(i) * i; });
+    tidepool::task_group g(pool);
+    auto half = g.submit([&] {
+      long s = 0;
+      for (int i = 0; i < n / 2; ++i) s += squares[static_cast<std::size_t>(i)];
+      return s;
+    });
+    long rest = 0;
+    for (int i = n / 2; i < n; ++i) rest += squares[static_cast<std::size_t>(i)];
+    g.wait();
+    co_return half.get() + rest;
+  };
+  auto outer = [&]() -> co_task<long> {
+    auto [a, b] = co_await tidepool::when_all(body(1000), body(2000));
+    co_return a + b;
+  };
+  auto sum_of_squares = [](long n) { return (n - 1) * n * (2 * n - 1) / 6; };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), sum_of_squares(1000) + sum_of_squares(2000));
+}
+
 // ---- schedule --------------------------------------------------------------------------------
 
 TEST(Schedule, ResumesOnAWorkerOfThePool) {
