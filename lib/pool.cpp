@@ -193,6 +193,8 @@ pool_metrics pool_core::metrics() const {
     for (unsigned level = 0; level < priority_levels; ++level) skipped_at_level[level] += w->counters.skipped_at_level[level].read();
   }
   m.cancelled += cancelled_by_handles_.load(std::memory_order_seq_cst);
+  m.succeeded += succeeded_elsewhere_.load(std::memory_order_seq_cst);
+  m.failed += failed_elsewhere_.load(std::memory_order_seq_cst);
   for (unsigned level = 0; level < priority_levels; ++level) {
     skipped_at_level[level] += cancelled_by_handles_at_level_[level].load(std::memory_order_relaxed);
   }

@@ -307,6 +307,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // For task<T>::cancel, on any thread: `node`, a task this pool counts that the caller has just
   // claimed before anyone started it, is cancelled here and now, and reported to `owner`.
   void cancel_unstarted(task_node* node, task_owner* owner) noexcept;
+  // For a task with flag_completes_later that this pool counts, on any thread: what the worker
+  // does after a run, done now (detail::complete_deferred, task_completion.hpp).
+  void complete_deferred(task_node* node) noexcept;
 
   // --- parking.cpp
   [[nodiscard]] task_node* search(worker& w) noexcept;
@@ -366,6 +369,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] task_node* take_oldest_submitted(worker& w) noexcept;
   [[nodiscard]] static bool fair_take_due(worker& w) noexcept;
   void run_task(worker& w, task_node* node, bool holds_slot) noexcept;
+  // After a run: tells the owner, counts (on `self`, or as finished elsewhere when null),
+  // publishes, releases the node. The owner's task_released is the caller's, last.
+  void end_run(worker* self, task_node* node, task_owner* owner, task_extras* extras, bool holds_slot) noexcept;
   [[nodiscard]] bool work_visible() noexcept;
   bool try_become_searching(worker& w) noexcept;
   void notify_one(worker* waker) noexcept;
@@ -404,6 +410,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   external_submissions external_;
   alignas(cache_line_size) std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> cancelled_by_handles_{0};  // cancel() from threads outside the pool
+  // Deferred tasks (complete_deferred) finished on threads that are not this pool's workers.
+  std::atomic<std::uint64_t> succeeded_elsewhere_{0};
+  std::atomic<std::uint64_t> failed_elsewhere_{0};
   std::atomic<std::uint64_t> cancelled_by_handles_at_level_[priority_levels]{};  // of those, per level (not normal)
   std::atomic<std::uint64_t> external_wakeups_{0};
   std::atomic<std::uint64_t> external_runner_pushes_{0};  // subpool runner jobs from outside threads

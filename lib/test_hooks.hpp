@@ -25,6 +25,9 @@ enum class point {
   // fork-join spawn (lib/fork_join.cpp), after the full fence that orders its push before its
   // wake-up decision; reached only by the spawns that pay it. Must not throw (noexcept path).
   after_spawn_fence,
+  // add_continuation (lib/completion.cpp): the continuation is in its list, the node's
+  // continuation bit not yet set. Must not throw (noexcept path).
+  after_continuation_registered,
 };
 
 using hook = void (*)(point);

@@ -8,9 +8,9 @@
 #include <new>        // for std::bad_alloc
 #include <utility>    // for std::exchange
 
+#include "outcome.hpp"
 #include "pool_core.hpp"
 #include "subpool_core.hpp"
-#include "tidepool/detail/futex.hpp"
 #include "tidepool/detail/timer_submitter.hpp"
 #include "tidepool/subpool.hpp"
 
@@ -42,12 +42,6 @@ class periodic_run {
  private:
   periodic_state* state_;
 };
-
-// The outcome of a task that never started, for its handle (as the worker publishes one).
-void publish_cancelled(task_node* node) noexcept {
-  const std::uint32_t before = node->state.exchange(outcome_cancelled | claimed_bit, std::memory_order_acq_rel);
-  if ((before & waiter_bit) != 0) futex_wake_all(node->state);
-}
 
 // The next tick strictly after `now`, on the schedule first + k * period (late ticks are skipped,
 // not bunched), saturated at the end of time.
@@ -214,7 +208,7 @@ void timer_queue::cancel(entry* e) noexcept {
     node->ops(node, task_op::cancel);
     if (e->sub != nullptr) e->sub->count_cancelled_delayed();
     cancelled_.fetch_add(1, std::memory_order_release);
-    if (node->kind == task_kind::with_handle) publish_cancelled(node);
+    if (node->kind == task_kind::with_handle) publish_outcome(node, outcome_cancelled);
     release_task_node(node);
     if (e->sub != nullptr) e->sub->task_released();  // the task's unit: the subpool may go now
     core_.notify_drain();

@@ -137,6 +137,7 @@ std::uint64_t pool_core::unfinished() const noexcept {
                       w->counters.expired.read();
   }
   finished_count += cancelled_by_handles_.load(std::memory_order_seq_cst);
+  finished_count += succeeded_elsewhere_.load(std::memory_order_seq_cst) + failed_elsewhere_.load(std::memory_order_seq_cst);
   finished_count += timers_.cancelled();
   return submitted() - finished_count;
 }

@@ -7,8 +7,8 @@
 #include <cstdlib>    // for std::abort
 #include <string>     // for std::string
 
+#include "outcome.hpp"
 #include "pool_core.hpp"
-#include "tidepool/detail/futex.hpp"
 
 namespace tidepool::detail {
 namespace {
@@ -325,20 +325,6 @@ void pool_core::report_unhandled(std::exception_ptr error) noexcept {
   }
 }
 
-namespace {
-
-// Makes the outcome visible to the handle (or the fork-join spawner) and wakes it if it sleeps.
-// For a fork-join job this is the last touch of the node, which lives on the spawner's stack:
-// the wake-up passes only the word's address to the kernel.
-void publish(task_node* node, std::uint32_t outcome) noexcept {
-  // release: the result (or exception) stored by `run` happens-before the waiter's acquire.
-  // fetch_or: the outcome bits are still clear (one publish per task), and extras_bit stays.
-  const std::uint32_t before = node->state.fetch_or(outcome | claimed_bit, std::memory_order_acq_rel);
-  if ((before & waiter_bit) != 0) futex_wake_all(node->state);
-}
-
-}  // namespace
-
 bool runs_task_of(const task_owner& owner) noexcept {
   for (const running_owner* r = innermost_owner; r != nullptr; r = r->outer) {
     if (r->owner == &owner) return true;
@@ -350,7 +336,7 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
   if (node->kind == task_kind::fork_join_job) {
     // Not a submitted task: not counted, holds no slot, owned by the spawner's stack frame.
     node->ops(node, task_op::run);
-    publish(node, node->has_error() ? outcome_failed : outcome_succeeded);
+    publish_outcome(node, node->has_error() ? outcome_failed : outcome_succeeded);
     return;
   }
   if (node->kind == task_kind::internal_job) {
@@ -405,7 +391,7 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
     if (!node->normal_priority()) w.counters.skipped_at_level[level_of(node->priority())].add();
     if (owner != nullptr) expired ? owner->task_expired() : owner->task_skipped();
     if (holds_slot) release_slot();
-    if (node->kind == task_kind::with_handle) publish(node, skipped);
+    if (node->kind == task_kind::with_handle) publish_outcome(node, skipped);
     release_task_node(node);
     if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
     return;
@@ -421,10 +407,17 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
     w.queue_wait.record(started_at - submitted_at);
     w.queue_wait_at_level[level_of(node->priority())].record(started_at - submitted_at);
   }
+  // A deferred task may be finished, and its node gone, by the time its run op returns.
+  const bool completes_later = (node->flags & flag_completes_later) != 0;
   apply_noting_owner(node, task_op::run, owner);  // destroys the callable and its captures, whatever happens
+  if (completes_later) return;  // complete_deferred does the rest
   if (submitted_at != 0) w.run_time.record(steady_nanoseconds() - started_at);
-  if (extras != nullptr) extras->let_go();
+  end_run(&w, node, owner, extras, holds_slot);
+  if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
+}
 
+void pool_core::end_run(worker* self, task_node* node, task_owner* owner, task_extras* extras, bool holds_slot) noexcept {
+  if (extras != nullptr) extras->let_go();
   const bool failed = node->has_error();
   const bool error_taken = owner != nullptr && owner->task_ended(failed ? &node->error() : nullptr);
   if (failed && node->kind == task_kind::fire_and_forget) {
@@ -433,10 +426,32 @@ void pool_core::run_task(worker& w, task_node* node, bool holds_slot) noexcept {
     if (!error_taken) report_unhandled(std::move(error));
   }
   // Count before publishing, so whoever observes the completion also sees it counted.
-  (failed ? w.counters.failed : w.counters.succeeded).add();
+  if (self != nullptr) {
+    (failed ? self->counters.failed : self->counters.succeeded).add();
+  } else {
+    (failed ? failed_elsewhere_ : succeeded_elsewhere_).fetch_add(1, std::memory_order_seq_cst);
+  }
   if (holds_slot) release_slot();
-  if (node->kind == task_kind::with_handle) publish(node, failed ? outcome_failed : outcome_succeeded);
+  if (node->kind == task_kind::with_handle) publish_outcome(node, failed ? outcome_failed : outcome_succeeded);
   release_task_node(node);
+}
+
+void complete_deferred(task_node* node) noexcept { node->owner->counting_pool()->complete_deferred(node); }
+
+void pool_core::complete_deferred(task_node* node) noexcept {
+  // Any thread may finish a deferred task: one of our workers (counted there), or another
+  // thread, which announces itself as cancel_unstarted does (the task counts as running, so
+  // the pool is alive; once it counts as finished, stop_and_wait may return and the pool go).
+  worker* const self = worker_of_this_thread();
+  external_submissions::shard* const mine = self == nullptr ? &external_.of_this_thread() : nullptr;
+  if (mine != nullptr) mine->inside.fetch_add(1, std::memory_order_seq_cst);
+  task_owner* const owner = node->owner == &direct_tasks_ ? nullptr : node->owner;
+  end_run(self, node, owner, node->has_extras() ? node->extras() : nullptr,
+          /*holds_slot=*/node->owner->direct_pool() == this);
+  // A drain waiter may have counted this task as unfinished just before: as in retire().
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (stopping_.load(std::memory_order_seq_cst)) notify_drain();
+  if (mine != nullptr) mine->inside.fetch_sub(1, std::memory_order_release);
   if (owner != nullptr) owner->task_released();  // the last touch: the owner may go now
 }
 
@@ -495,7 +510,7 @@ void pool_core::cancel_unstarted(task_node* node, task_owner* owner) noexcept {
   }
   if (reported != nullptr) reported->task_skipped();
   if (holds_slot) release_slot();
-  publish(node, outcome_cancelled);
+  publish_outcome(node, outcome_cancelled);
   // A drain waiter may have counted this task as unfinished just before: as in retire().
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (stopping_.load(std::memory_order_seq_cst)) notify_drain();

@@ -18,6 +18,7 @@
 #include "finishes_within.hpp"
 #include "pool_options_for_tests.hpp"
 #include "test_hooks.hpp"
+#include "tidepool/detail/task_completion.hpp"
 #include "tidepool/tidepool.hpp"
 
 namespace {
@@ -207,6 +208,79 @@ TEST(LifecycleHooks, ASpawnOntoADequeHoldingOneItemThatAThiefMayTakeIsFencedForI
   EXPECT_EQ(fenced_before[0], 1);  // onto the empty deque
   EXPECT_EQ(fenced_before[1], 2);  // onto one item: a thief may take it under us
   EXPECT_EQ(fenced_before[2], 2);  // onto two items: a thief that takes one sees the other
+}
+
+void pause_after_continuation_registered(hooks::point p) {
+  if (p == hooks::point::after_continuation_registered) pause_armed_thread();
+}
+
+struct counting_continuation : tidepool::detail::task_continuation {
+  std::atomic<int> calls{0};
+  counting_continuation() {
+    on_finished = [](tidepool::detail::task_continuation* self) noexcept {
+      static_cast<counting_continuation*>(self)->calls.fetch_add(1);
+    };
+  }
+};
+
+// add_continuation with the task finishing between the continuation's registration and its
+// attempt to set the node's bit. `with_earlier`: another continuation set the bit before, so
+// the finishing worker looks in the list, finds ours too and runs it.
+struct late_registration {
+  bool said = false;
+  int earlier_calls = 0;
+  int late_calls = 0;
+};
+late_registration register_while_the_task_finishes(bool with_earlier) {
+  pool p(with_workers(1));
+  std::latch task_may_end(1);
+  auto t = p.submit([&] {
+    task_may_end.wait();
+    return 1;
+  });
+  auto* node = tidepool::detail::task_access<int>::node(t);
+  counting_continuation earlier, late;
+  if (with_earlier) {
+    EXPECT_TRUE(tidepool::detail::add_continuation(node, &earlier));
+  }
+  std::latch at_point(1), go_on(1);
+  reached = &at_point;
+  may_go_on = &go_on;
+  pause = 0ms;
+  const installed_hook hook(pause_after_continuation_registered);
+  std::thread finisher([&] {
+    at_point.wait();
+    task_may_end.count_down();
+    t.wait();
+    if (with_earlier) {
+      while (earlier.calls.load() == 0) std::this_thread::yield();  // the worker is past its list
+    } else {
+      std::this_thread::sleep_for(20ms);  // it would have looked by now
+    }
+    go_on.count_down();
+  });
+  armed = true;
+  late_registration r;
+  r.said = tidepool::detail::add_continuation(node, &late);
+  finisher.join();
+  EXPECT_EQ(t.get(), 1);
+  p.stop_and_wait();
+  r.earlier_calls = earlier.calls.load();
+  r.late_calls = late.calls.load();
+  return r;
+}
+
+TEST(LifecycleHooks, AContinuationTheFinishingWorkerTookIsReportedAsRunning) {
+  const late_registration r = register_while_the_task_finishes(/*with_earlier=*/true);
+  EXPECT_EQ(r.earlier_calls, 1);
+  EXPECT_TRUE(r.said);
+  EXPECT_EQ(r.late_calls, 1);
+}
+
+TEST(LifecycleHooks, AContinuationRegisteredAsTheTaskFinishesUnseenIsRefusedAndNeverRuns) {
+  const late_registration r = register_while_the_task_finishes(/*with_earlier=*/false);
+  EXPECT_FALSE(r.said);
+  EXPECT_EQ(r.late_calls, 0);
 }
 
 }  // namespace

@@ -132,11 +132,13 @@ class task {
 };
 
 namespace detail {
-// The one way to make a handle from a node: for the pool, groups and subpools.
+// The one way between handles and nodes: for the pool, groups, subpools, coroutines.
 template <class T>
 class task_access {
  public:
   static task<T> make(task_node* node) noexcept { return task<T>(node); }
+  // The handle's node (null if the handle is empty); the handle keeps its reference.
+  static task_node* node(const task<T>& t) noexcept { return t.node_; }
 };
 }  // namespace detail
 

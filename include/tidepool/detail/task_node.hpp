@@ -74,6 +74,9 @@ inline constexpr std::uint32_t extras_bit = 32;
 // if it could not). Nobody may run it early (run_if_unstarted), and cancel() goes through the
 // timer queue for it (timer_queue::cancel_delayed).
 inline constexpr std::uint32_t delayed_bit = 64;
+// Someone waits for the outcome without blocking (add_continuation, task_completion.hpp): whoever
+// publishes the outcome runs the continuations registered for the node.
+inline constexpr std::uint32_t continuation_bit = 128;
 
 struct task_node;
 using task_ops_fn = void (*)(task_node*, task_op) noexcept;
@@ -98,6 +101,9 @@ inline constexpr std::uint8_t flag_has_error = 8;   // the storage holds an std:
 inline constexpr std::uint8_t flags_priority_shift = 4;
 inline constexpr std::uint8_t flags_priority_mask = 3 << flags_priority_shift;
 inline constexpr std::uint8_t flag_priority_given = 64;  // by submit_options, not a subpool's default
+// The run op only starts the task, which someone finishes later (complete_deferred,
+// task_completion.hpp): a spawned coroutine.
+inline constexpr std::uint8_t flag_completes_later = 128;
 
 // What a task with options, or one whose callable takes a std::stop_token, keeps beside its
 // node (allocated at submission, freed at the node's last release). Its address takes the place
@@ -345,37 +351,47 @@ void task_ops(task_node* n, task_op op) noexcept {
   }
 }
 
-// A node holding `f`, with one reference for the scheduler and one for the handle if `kind` has one.
-// `options`: the task's submit_options, if any; `also_stopped_by`: a token that also stops the
-// task's own token (a group's), for a callable that takes one. Without either, and for a callable
-// that takes no token, the node is all there is (options == nullptr folds the extras away).
-template <class F, class R, class Fn>
-[[nodiscard]] task_node* make_task_node(Fn&& f, task_kind kind, const submit_options* options = nullptr,
-                                        const std::stop_token* also_stopped_by = nullptr) {
+// A node holding `state`, of the size for a stored S and a result R, run by `ops`: one reference
+// for the scheduler and one for the handle if `kind` has one. For nodes whose run is not "call
+// the callable" (a spawned coroutine); make_task_node builds every other node on it.
+template <class S, class R, class St>
+[[nodiscard]] task_node* make_node_with_ops(St&& state, task_ops_fn ops, task_kind kind) {
   // Destroying a callable or a result happens where nobody could be told about an exception
   // (destroy_stored is noexcept: after the run, on refusal, on cancellation), so a type whose
   // destructor may throw is refused here rather than ending the process later.
-  static_assert(std::is_nothrow_destructible_v<F>,
+  static_assert(std::is_nothrow_destructible_v<S>,
                 "tidepool: a task's callable and everything it captures must have a noexcept destructor");
   static_assert(std::is_void_v<R> || std::is_nothrow_destructible_v<R>,
                 "tidepool: a task's result type must have a noexcept destructor");
-  task_node* n = allocate_task_node(node_size_for<F, R>);
+  task_node* n = allocate_task_node(node_size_for<S, R>);
   try {
-    construct_stored<F>(n, std::forward<Fn>(f));
+    construct_stored<S>(n, std::forward<St>(state));
   } catch (...) {
     free_task_node(n);
     throw;
   }
-  n->ops = &task_ops<F, R>;
+  n->ops = ops;
   n->kind = kind;
   // Only the size is kept from the node's last use: we write this line anyway.
   n->flags = static_cast<std::uint8_t>(n->flags & flags_size_mask);
+  n->owner = nullptr;
+  n->clear_submit_time();
+  n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
+  return n;
+}
+
+// A node holding `f`. `options`: the task's submit_options, if any; `also_stopped_by`: a token
+// that also stops the task's own token (a group's), for a callable that takes one. Without
+// either, and for a callable that takes no token, the node is all there is (options == nullptr
+// folds the extras away).
+template <class F, class R, class Fn>
+[[nodiscard]] task_node* make_task_node(Fn&& f, task_kind kind, const submit_options* options = nullptr,
+                                        const std::stop_token* also_stopped_by = nullptr) {
+  task_node* n = make_node_with_ops<F, R>(std::forward<Fn>(f), &task_ops<F, R>, kind);
   if (options != nullptr) {
     n->set_priority(options->priority);
     n->flags |= flag_priority_given;
   }
-  n->owner = nullptr;
-  n->clear_submit_time();
   // A stop source only where something can request stop: the handle's cancel(), or a linked token.
   const bool own_token = takes_stop_token<F> && (kind == task_kind::with_handle || also_stopped_by != nullptr ||
                                                  (options != nullptr && options->stop_token.stop_possible()));
@@ -388,7 +404,6 @@ template <class F, class R, class Fn>
       throw;
     }
   }
-  n->refs.store(kind == task_kind::with_handle ? 2 : 1, std::memory_order_relaxed);
   return n;
 }
 
