@@ -12,6 +12,7 @@
 #include "tidepool/detail/coro_frame_allocator.hpp"
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/sanitizers.hpp"
+#include "tidepool/detail/task_completion.hpp"
 #include "tidepool/fork_join.hpp"
 
 namespace tidepool::detail {
@@ -167,8 +168,8 @@ void run_job_here(task_node* job) noexcept {
 
 bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
   pool_core& core = pool_access::core(p);
-  if (core.stopping()) return false;
-  core.schedule_internal(make_task_node<resume_coroutine, void>(resume_coroutine{suspended}, task_kind::internal_job));
+  if (pool_stopping(core)) return false;
+  post_internal_job(core, make_task_node<resume_coroutine, void>(resume_coroutine{suspended}, task_kind::internal_job));
   return true;
 }
 

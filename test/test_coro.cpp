@@ -15,6 +15,7 @@
 #include <vector>     // for std::vector
 
 #include "finishes_within.hpp"
+#include "occupied_workers.hpp"
 #include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
 #include "tidepool/coro.hpp"
@@ -374,6 +375,255 @@ TEST(Schedule, StoppedSubpoolThrowsPoolStopped) {
   tidepool::subpool s(pool, 1);
   s.stop();
   EXPECT_TRUE(tidepool::sync_wait(pool, refused_with_pool_stopped(tidepool::schedule(s))));
+}
+
+// ---- spawn -----------------------------------------------------------------------------------
+
+// The identity every snapshot keeps (metrics.hpp).
+void expect_identity(const tidepool::pool_metrics& m) {
+  EXPECT_EQ(m.submitted, m.scheduled + m.waiting + m.running + m.succeeded + m.failed + m.cancelled + m.expired);
+}
+
+TEST(Spawn, TaskHandleGetsValueVoidAndException) {
+  tidepool::pool pool(with_workers(2));
+  tidepool::task<long> value = tidepool::spawn(pool, fib(20));
+  std::atomic<bool> flag{false};
+  tidepool::task<void> done = tidepool::spawn(pool, set_flag(flag));
+  tidepool::task<int> failed = tidepool::spawn(pool, throws_runtime_error("spawned"));
+  tidepool::task<std::unique_ptr<int>> boxed_value = tidepool::spawn(pool, boxed(5));
+  EXPECT_EQ(value.get(), fib_serial(20));
+  done.get();
+  EXPECT_TRUE(flag.load());
+  EXPECT_THROW(failed.get(), std::runtime_error);
+  EXPECT_EQ(*boxed_value.get(), 5);
+  pool.stop_and_wait();
+  const tidepool::pool_metrics m = pool.metrics();
+  EXPECT_EQ(m.submitted, 4u);  // one task per spawn, whatever the coroutine did inside
+  EXPECT_EQ(m.succeeded, 3u);
+  EXPECT_EQ(m.failed, 1u);
+  expect_identity(m);
+}
+
+TEST(Spawn, SuspendedCoroutineCountsAsRunningUntilItFinishes) {
+  tidepool::pool pool(with_workers(2));
+  tidepool::pool other(with_workers(1));
+  tidepool::testing::occupied_workers busy(other, 1);
+  auto waits_for_other = [&]() -> co_task<int> { co_return co_await other.submit([] { return 3; }); };
+  tidepool::task<int> t = tidepool::spawn(pool, waits_for_other());
+  // The coroutine is suspended on `other`'s task, which cannot start: no worker of `pool` is busy.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  tidepool::pool_metrics m = pool.metrics();
+  EXPECT_EQ(m.running, 1u);
+  EXPECT_FALSE(t.ready());
+  expect_identity(m);
+  busy.release();
+  EXPECT_EQ(t.get(), 3);
+  m = pool.metrics();
+  EXPECT_EQ(m.running, 0u);
+  EXPECT_EQ(m.succeeded, 1u);
+  expect_identity(m);
+}
+
+TEST(Spawn, CancelledBeforeItStartsDestroysTheCoroutineAndItsPayload) {
+  tidepool::pool pool(with_workers(1));
+  tidepool::testing::occupied_workers busy(pool, 1);
+  payload::live = 0;
+  tidepool::task<int> t = tidepool::spawn(pool, holds_payload(payload{}));
+  EXPECT_EQ(payload::live.load(), 1);
+  EXPECT_TRUE(t.cancel());
+  EXPECT_EQ(payload::live.load(), 0);
+  EXPECT_THROW(t.get(), tidepool::task_cancelled);
+  busy.release();
+  pool.stop_and_wait();
+  const tidepool::pool_metrics m = pool.metrics();
+  EXPECT_EQ(m.cancelled, 1u);
+  expect_identity(m);
+}
+
+TEST(Spawn, StoppedPoolRefusesAndCountsDropped) {
+  tidepool::pool pool(with_workers(1));
+  pool.stop();
+  payload::live = 0;
+  EXPECT_THROW(static_cast<void>(tidepool::spawn(pool, holds_payload(payload{}))), tidepool::pool_stopped);
+  EXPECT_EQ(payload::live.load(), 0);
+  EXPECT_EQ(pool.metrics().dropped, 1u);
+  EXPECT_EQ(pool.metrics().submitted, 0u);
+}
+
+// Counts its own live copies in a counter of its own (one per task). The last copy takes a
+// millisecond to die: a completion published before it is gone would be seen.
+struct counted_payload {
+  std::atomic<int>* copies;
+  explicit counted_payload(std::atomic<int>& c) : copies(&c) { copies->fetch_add(1); }
+  counted_payload(const counted_payload& o) : copies(o.copies) { copies->fetch_add(1); }
+  counted_payload(counted_payload&& o) noexcept : copies(o.copies) { copies->fetch_add(1); }
+  ~counted_payload() {
+    if (copies->load() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    copies->fetch_sub(1);
+  }
+};
+
+TEST(Spawn, NoPayloadIsAliveOnceItsTaskIsReady) {
+  // pond issue 110 with spawned coroutines: fewer workers than tasks, many rounds; the moment a
+  // task is seen ready, the payload its coroutine held is gone.
+  tidepool::pool pool(with_workers(2));
+  const std::size_t rounds = tidepool::testing::stress_count(100, 10);
+  auto job = [](counted_payload, int i) -> co_task<int> {
+    co_await tidepool::when_all(answer(), answer());
+    co_return i;
+  };
+  constexpr int per_round = 16;
+  for (std::size_t r = 0; r < rounds; ++r) {
+    std::vector<std::atomic<int>> copies(per_round);
+    std::vector<tidepool::task<int>> tasks;
+    for (int i = 0; i < per_round; ++i) tasks.push_back(tidepool::spawn(pool, job(counted_payload(copies[static_cast<std::size_t>(i)]), i)));
+    for (int i = 0; i < per_round; ++i) {
+      tidepool::task<int>& t = tasks[static_cast<std::size_t>(i)];
+      while (!t.ready()) std::this_thread::yield();
+      ASSERT_EQ(copies[static_cast<std::size_t>(i)].load(), 0) << "round " << r << ", task " << i;
+      ASSERT_EQ(t.get(), i);
+    }
+  }
+  const tidepool::pool_metrics m = pool.metrics();
+  EXPECT_EQ(m.succeeded, per_round * rounds);
+  expect_identity(m);
+}
+
+TEST(Spawn, MetricsIdentityHoldsWhileSpawnsRun) {
+  tidepool::pool pool(with_workers(2));
+  std::vector<tidepool::task<long>> tasks;
+  for (int i = 0; i < 50; ++i) tasks.push_back(tidepool::spawn(pool, fib(15)));
+  for (int i = 0; i < 20; ++i) expect_identity(pool.metrics());
+  for (auto& t : tasks) EXPECT_EQ(t.get(), 610);
+  const tidepool::pool_metrics m = pool.metrics();
+  EXPECT_EQ(m.submitted, 50u);
+  EXPECT_EQ(m.succeeded, 50u);
+  expect_identity(m);
+}
+
+// ---- awaiting a task<T> -----------------------------------------------------------------------
+
+TEST(AwaitTask, ReturnsTheValueOrRethrows) {
+  tidepool::pool pool(with_workers(2));
+  auto outer = [&]() -> co_task<int> {
+    const int v = co_await pool.submit([] { return 20; });
+    co_await pool.submit([] {});
+    try {
+      co_await pool.submit([]() -> int { throw std::runtime_error("task failed"); });
+    } catch (const std::runtime_error&) {
+      co_return v + 1;
+    }
+    co_return 0;
+  };
+  EXPECT_EQ(tidepool::sync_wait(pool, outer()), 21);
+}
+
+TEST(AwaitTask, OnOneWorkerTheAwaitedTaskRunsWhileTheCoroutineIsSuspended) {
+  tidepool::pool pool(with_workers(1));
+  auto outer = [&]() -> co_task<int> {
+    int sum = 0;
+    for (int i = 0; i < 100; ++i) sum += co_await pool.submit([i] { return i; });
+    co_return sum;
+  };
+  EXPECT_TRUE(tidepool::testing::finishes_within(std::chrono::seconds(30), [&] { EXPECT_EQ(tidepool::sync_wait(pool, outer()), 4950); }));
+}
+
+TEST(AwaitTask, ResumesOnAWorkerOfTheTasksPool) {
+  tidepool::pool a(with_workers(1));
+  tidepool::pool b(with_workers(1));
+  const std::thread::id b_worker = b.submit([] { return std::this_thread::get_id(); }).get();
+  auto outer = [&]() -> co_task<bool> {
+    co_await b.submit([] {});
+    co_return std::this_thread::get_id() == b_worker;
+  };
+  EXPECT_TRUE(tidepool::sync_wait(a, outer()));
+}
+
+// What co_await on the task threw: its what(), or "" if nothing.
+template <class T>
+co_task<std::string> error_of_awaiting(tidepool::task<T> t) {
+  try {
+    co_await t;
+  } catch (const std::exception& e) {
+    co_return e.what();
+  }
+  co_return "";
+}
+
+// What get() throws: its what(), or "".
+template <class T>
+std::string error_of_get(tidepool::task<T> t) {
+  try {
+    t.get();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(AwaitTask, CancelledOrExpiredTaskThrowsWhatGetThrows) {
+  tidepool::pool runner(with_workers(1));
+  tidepool::pool busy_pool(with_workers(1));
+  tidepool::testing::occupied_workers busy(busy_pool, 1);
+  auto cancelled = busy_pool.submit([] { return 1; });
+  auto cancelled_too = busy_pool.submit([] { return 1; });
+  EXPECT_TRUE(cancelled.cancel());
+  EXPECT_TRUE(cancelled_too.cancel());
+  tidepool::submit_options past;
+  past.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  auto expired = busy_pool.submit([] { return 2; }, past);
+  auto expired_too = busy_pool.submit([] { return 2; }, past);
+  // Awaited while it still waits: the await suspends, and the expiry resumes it.
+  auto awaiting_expired = tidepool::spawn(runner, error_of_awaiting(std::move(expired)));
+  busy.release();
+  EXPECT_EQ(tidepool::sync_wait(runner, error_of_awaiting(std::move(cancelled))), error_of_get(std::move(cancelled_too)));
+  EXPECT_EQ(awaiting_expired.get(), error_of_get(std::move(expired_too)));
+  EXPECT_EQ(error_of_get(busy_pool.submit([] { return 3; })), "");
+}
+
+TEST(AwaitTask, TaskSkippedByThePoolsStopTokenThrowsTaskCancelled) {
+  std::stop_source stop;
+  tidepool::pool_options o = with_workers(1);
+  o.stop_token = stop.get_token();
+  tidepool::pool stopping(o);
+  tidepool::pool runner(with_workers(1));
+  tidepool::testing::occupied_workers busy(stopping, 1);
+  auto skipped = stopping.submit([] { return 1; });
+  auto awaiting = tidepool::spawn(runner, error_of_awaiting(std::move(skipped)));
+  stop.request_stop();
+  busy.release();
+  EXPECT_EQ(awaiting.get(), tidepool::task_cancelled().what());
+}
+
+TEST(AwaitTask, SubmissionRefusedByAFullOrStoppedPoolThrowsAsSubmitDoes) {
+  tidepool::pool runner(with_workers(1));
+  tidepool::pool_options o = with_workers(1);
+  o.queue_capacity = 0;
+  o.non_blocking = true;
+  tidepool::pool full(o);
+  tidepool::testing::occupied_workers busy(full, 1);
+  tidepool::pool stopped(with_workers(1));
+  stopped.stop();
+  auto outer = [&]() -> co_task<int> {
+    int refusals = 0;
+    try {
+      co_await full.submit([] { return 1; });
+    } catch (const tidepool::queue_full&) {
+      ++refusals;
+    }
+    try {
+      co_await stopped.submit([] { return 1; });
+    } catch (const tidepool::pool_stopped&) {
+      refusals += 10;
+    }
+    co_return refusals;
+  };
+  EXPECT_EQ(tidepool::sync_wait(runner, outer()), 11);
+}
+
+TEST(AwaitTask, EmptyHandleThrowsAsGetDoes) {
+  tidepool::pool pool(with_workers(1));
+  EXPECT_EQ(tidepool::sync_wait(pool, error_of_awaiting(tidepool::task<int>())), error_of_get(tidepool::task<int>()));
 }
 
 // ---- sync_wait -------------------------------------------------------------------------------

@@ -32,7 +32,6 @@
 // a task<T> throws what get() would (task_cancelled, task_expired, the task's exception).
 
 #include <array>        // for std::array
-#include <atomic>       // for std::atomic
 #include <coroutine>    // for std::coroutine_handle
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for std::uint32_t, UINT32_MAX
@@ -46,7 +45,11 @@
 
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/coro_promise.hpp"
+#include "tidepool/detail/coro_spawn.hpp"
+#include "tidepool/detail/coro_task_awaiter.hpp"
 #include "tidepool/detail/coro_when_all.hpp"
+#include "tidepool/detail/submitter.hpp"
+#include "tidepool/detail/task_completion.hpp"
 #include "tidepool/errors.hpp"
 #include "tidepool/pool.hpp"
 #include "tidepool/subpool.hpp"
@@ -374,71 +377,48 @@ template <class T>
   return when_all_vector_awaitable<T>(std::move(tasks));
 }
 
-// ---- sync_wait ---------------------------------------------------------------------------------
+// ---- spawn, task<T> awaiting, sync_wait ----------------------------------------------------
 
-namespace detail {
-
-// The coroutine sync_wait starts: awaits the co_task, keeps its outcome, and tells the waiting
-// thread once its own frame is gone.
-struct sync_root {
-  struct promise_type {
-    std::atomic<bool>* done = nullptr;
-
-    static void* operator new(std::size_t bytes) { return allocate_frame(bytes); }
-    static void operator delete(void* frame, std::size_t bytes) noexcept { free_frame(frame, bytes); }
-    sync_root get_return_object() noexcept { return sync_root{std::coroutine_handle<promise_type>::from_promise(*this)}; }
-    std::suspend_always initial_suspend() const noexcept { return {}; }
-    struct final_awaiter {
-      [[nodiscard]] bool await_ready() const noexcept { return false; }
-      void await_suspend(std::coroutine_handle<promise_type> finished) const noexcept {
-        std::atomic<bool>* const done = finished.promise().done;
-        finished.destroy();
-        // release: the outcome, written before, is visible to the waiter's acquire.
-        done->store(true, std::memory_order_release);
-        done->notify_one();
-      }
-      void await_resume() const noexcept {}
-    };
-    final_awaiter final_suspend() const noexcept { return {}; }
-    void return_void() const noexcept {}
-    void unhandled_exception() const noexcept {}  // run_to_slot catches everything
-  };
-  std::coroutine_handle<promise_type> frame;
-};
-
+// Starts the co_task on the pool as one task, counted like a submit() (submitted, running until
+// the coroutine has finished, then succeeded or failed); the handle is the ordinary task<T>:
+// get / wait / ready / cancel. The coroutine's frame, and everything it holds, is destroyed
+// before the task's completion is observable. cancel() before it starts destroys the unstarted
+// co_task (get() throws task_cancelled). Refused as submit() is: throws pool_stopped, or
+// queue_full on a full non-blocking pool (a full blocking pool blocks, as submit() does).
+// A bounded pool's slot is held while the coroutine is suspended too.
 template <class T>
-sync_root run_to_slot(co_task<T> task, result_slot<T>& out) {
-  try {
-    if constexpr (std::is_void_v<T>) {
-      co_await std::move(task);
-    } else {
-      out.set_value(co_await std::move(task));
-    }
-  } catch (...) {
-    out.error = std::current_exception();
-  }
+[[nodiscard]] task<T> spawn(pool& p, co_task<T> coroutine) {
+  if (!coroutine.valid()) throw error("tidepool: spawn: the co_task is empty (default-constructed, moved from, or started already)");
+  detail::task_node* const node = detail::make_spawn_node(std::move(coroutine));
+  detail::throw_if_refused(detail::submit_node(p, node, /*may_block=*/true));
+  return detail::task_access<T>::make(node);
 }
 
-}  // namespace detail
-
-// Runs the co_task on the pool and blocks the calling thread until it has finished; returns its
-// value or rethrows its exception. For threads outside every pool: on a worker it throws
-// tidepool::error (co_await the co_task there). Throws pool_stopped on a stopped pool.
+// co_await on a task<T> (e.g. `int v = co_await pool.submit(f);`): suspends the coroutine — no
+// thread blocks, no worker helps — and resumes it on a worker of the task's pool once the task
+// has finished, even if the coroutine was running on another pool's worker before. Returns
+// what get() returns and throws what get() throws: the task's exception, task_cancelled,
+// task_expired (and tidepool::error for an empty handle). Consumes the handle, as get() does.
+// The task's pool must outlive the await (a pool destroyed meanwhile might never resume it).
 template <class T>
-T sync_wait(pool& p, co_task<T> task) {
+[[nodiscard]] detail::task_awaiter<T> operator co_await(task<T>&& awaited) noexcept {
+  return detail::task_awaiter<T>(std::move(awaited));
+}
+template <class T>
+[[nodiscard]] detail::task_awaiter<T> operator co_await(task<T>& awaited) noexcept {
+  return detail::task_awaiter<T>(std::move(awaited));
+}
+
+// Runs the co_task on the pool (as spawn() does) and blocks the calling thread until it has
+// finished; returns its value or rethrows its exception. For threads outside every pool: on a
+// worker (of any pool) it throws tidepool::error, since blocking a worker on a coroutine could
+// deadlock the pool (co_await the co_task there). Refused as spawn() is.
+template <class T>
+T sync_wait(pool& p, co_task<T> coroutine) {
   if (detail::on_a_worker()) {
     throw error("tidepool: sync_wait called on a worker thread, which must not block: co_await the co_task instead");
   }
-  detail::result_slot<T> result;
-  std::atomic<bool> done{false};
-  detail::sync_root root = detail::run_to_slot(std::move(task), result);
-  root.frame.promise().done = &done;
-  if (!detail::post_resumption(p, root.frame)) {
-    root.frame.destroy();
-    throw pool_stopped();
-  }
-  done.wait(false, std::memory_order_acquire);
-  return result.take();
+  return spawn(p, std::move(coroutine)).get();
 }
 
 }  // namespace tidepool

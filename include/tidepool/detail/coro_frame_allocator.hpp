@@ -73,4 +73,10 @@ inline void free_frame(void* frame, std::size_t bytes) noexcept {
   free_frame_slow(frame, bytes);
 }
 
+// A promise type deriving from this has its coroutine frames allocated here.
+struct frame_allocated {
+  static void* operator new(std::size_t bytes) { return allocate_frame(bytes); }
+  static void operator delete(void* frame, std::size_t bytes) noexcept { free_frame(frame, bytes); }
+};
+
 }  // namespace tidepool::detail

@@ -15,7 +15,6 @@
 
 #include <concepts>     // for std::convertible_to
 #include <coroutine>    // for std::coroutine_handle, std::suspend_always
-#include <cstddef>      // for std::size_t
 #include <exception>    // for std::exception_ptr, std::current_exception, std::rethrow_exception
 #include <optional>     // for std::optional
 #include <type_traits>  // for std::is_reference_v, std::is_void_v
@@ -55,14 +54,10 @@ struct result_slot<void> {
   }
 };
 
-struct promise_base {
+struct promise_base : frame_allocated {
   // What comes next, set by the starter: the awaiting coroutine, or a when_all join.
   std::coroutine_handle<> continuation;
   join_counter* join = nullptr;
-
-  // Frames from the recycling allocator (coro_frame_allocator.hpp).
-  static void* operator new(std::size_t bytes) { return allocate_frame(bytes); }
-  static void operator delete(void* frame, std::size_t bytes) noexcept { free_frame(frame, bytes); }
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
