@@ -10,6 +10,7 @@
 
 #include "pool_core.hpp"
 #include "tidepool/detail/coro_frame_allocator.hpp"
+#include "tidepool/coro.hpp"
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/sanitizers.hpp"
 #include "tidepool/detail/task_completion.hpp"
@@ -18,11 +19,24 @@
 namespace tidepool::detail {
 namespace {
 
-constexpr std::size_t class_count = frame_class_count;
+constexpr std::size_t class_count = max_cached_frame_bytes / frame_size_granule;
 // A thread keeps up to frames_kept_per_class frames per size class; past that it hands
 // batch_size of them to the depot. 256 frames of the smallest class are 16 KiB: a warm fib keeps
 // well under that per thread (its live frames are as many as its depth), and deep nestings that
 // outgrow it pass their frames through the depot rather than the heap.
+constexpr std::size_t frames_kept_per_class = 256;
+
+// A free frame's first bytes link it to the next free one of its list: a free frame is ours alone.
+struct free_frame_link {
+  free_frame_link* next;
+};
+
+// One size class of a thread's cache: the free frames, newest first.
+struct frame_list {
+  free_frame_link* head = nullptr;
+  std::size_t count = 0;
+};
+
 constexpr std::size_t batch_size = 128;
 constexpr std::size_t depot_batch_limit = 64;  // per class: 8,192 frames, 0.5 MiB of the smallest
 
@@ -102,6 +116,11 @@ void unlock_depots() noexcept {
   for (std::size_t i = class_count; i-- > 0;) depot_of(i).mutex.unlock();
 }
 
+// Trivially destructible, so that they can be read at any time of the thread's exit: a frame
+// freed by a thread_local destroyed after the release below goes straight to the heap.
+constinit thread_local frame_list this_thread_frames[class_count];
+constinit thread_local bool this_thread_frames_released = false;
+
 // Gives the thread's frames back at its exit; constructed (so destroyed at exit) the first time
 // the thread's cache is refilled or overflows.
 struct frames_release {
@@ -118,13 +137,11 @@ thread_local frames_release this_thread_frames_release;
 
 }  // namespace
 
-constinit thread_local frame_list this_thread_frames[frame_class_count];
-constinit thread_local bool this_thread_frames_released = false;
-
-void* allocate_frame_slow(std::size_t bytes) {
+void* allocate_frame(std::size_t bytes) {
   if (address_sanitizer || bytes > max_cached_frame_bytes) return ::operator new(bytes);
   const std::size_t index = class_of(bytes);
   frame_list& kept = this_thread_frames[index];
+  if (kept.count > 0) return pop(kept);
   if (!this_thread_frames_released) {
     static_cast<void>(&this_thread_frames_release);  // constructs it, so it will run
     if (depot_of(index).take(kept)) return pop(kept);
@@ -132,16 +149,17 @@ void* allocate_frame_slow(std::size_t bytes) {
   return ::operator new(class_bytes(index));
 }
 
-void free_frame_slow(void* frame, std::size_t bytes) noexcept {
+void free_frame(void* frame, std::size_t bytes) noexcept {
   if (address_sanitizer || bytes > max_cached_frame_bytes || this_thread_frames_released) {
     ::operator delete(frame);
     return;
   }
-  // The class is full: a batch goes to the depot, this frame stays.
   const std::size_t index = class_of(bytes);
   frame_list& kept = this_thread_frames[index];
-  static_cast<void>(&this_thread_frames_release);
-  depot_of(index).give(split_off(kept, batch_size));
+  if (kept.count == frames_kept_per_class) {
+    static_cast<void>(&this_thread_frames_release);
+    depot_of(index).give(split_off(kept, batch_size));  // the class is full: a batch to the depot
+  }
   push(kept, frame);
 }
 
@@ -174,5 +192,26 @@ bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
 }
 
 bool on_a_worker() noexcept { return current_worker() != nullptr; }
+
+namespace {
+thread_local subpool_submission* this_thread_subpool_submission = nullptr;
+}  // namespace
+
+void subpool_submission_begin(subpool_submission& s) noexcept {
+  s.outer = this_thread_subpool_submission;
+  this_thread_subpool_submission = &s;
+}
+
+void subpool_submission_end(subpool_submission& s) noexcept { this_thread_subpool_submission = s.outer; }
+
+bool subpool_submission_skipped(const void* scheduler) noexcept {
+  for (subpool_submission* s = this_thread_subpool_submission; s != nullptr; s = s->outer) {
+    if (s->scheduler == scheduler) {
+      s->skipped = true;
+      return true;
+    }
+  }
+  return false;
+}
 
 }  // namespace tidepool::detail

@@ -28,6 +28,11 @@
 // recursion (fib, UTS) run in bounded native stack; the frames are on the heap, recycled per
 // thread (detail/coro_frame_allocator.hpp: no call to the global heap once warm).
 //
+// Threads: a coroutine may resume on another thread than the one it suspended on. clang 14 (not
+// g++) may keep a thread-local's address, or pthread_self() (std::this_thread::get_id()), from
+// before a co_await and use it after (fixed in LLVM 16): in a coroutine compiled by clang 14, read
+// thread-locals through a function of another translation unit.
+//
 // Errors in the usual places: a pool that refuses a submission throws as submit() does; awaiting
 // a task<T> throws what get() would (task_cancelled, task_expired, the task's exception).
 
@@ -186,21 +191,35 @@ class pool_scheduler {
 // (pool_stopped; queue_full on a full non-blocking subpool or from a worker), and pool_stopped
 // if the task was skipped (the pool's stop token fired before it started); in that last case
 // the coroutine continues on the thread that skipped the task.
+namespace detail {
+// The go() of a subpool_scheduler in progress on this thread (lib/coro.cpp keeps the innermost
+// in a thread-local, out of line: see coro_frame_allocator.hpp on clang and thread-locals).
+struct subpool_submission {
+  const void* scheduler;
+  subpool_submission* outer = nullptr;
+  bool skipped = false;
+};
+void subpool_submission_begin(subpool_submission& s) noexcept;
+void subpool_submission_end(subpool_submission& s) noexcept;
+// Marks, and returns true for, the submission of `scheduler` in progress on this thread, if any.
+[[nodiscard]] bool subpool_submission_skipped(const void* scheduler) noexcept;
+}  // namespace detail
+
 class subpool_scheduler {
  public:
   explicit subpool_scheduler(subpool& s) noexcept : subpool_(s) {}
   [[nodiscard]] bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> suspended) {
-    submission probe{this, this_thread_submission};
-    this_thread_submission = &probe;
+    detail::subpool_submission probe{this};
+    detail::subpool_submission_begin(probe);
     try {
       subpool_.go(resumer{suspended, this});
     } catch (...) {
-      this_thread_submission = probe.outer;
+      detail::subpool_submission_end(probe);
       refusal_ = std::current_exception();
       return false;
     }
-    this_thread_submission = probe.outer;
+    detail::subpool_submission_end(probe);
     if (!probe.skipped) return true;  // may have resumed already: no more touching *this
     refusal_ = std::make_exception_ptr(pool_stopped());
     return false;
@@ -210,15 +229,6 @@ class subpool_scheduler {
   }
 
  private:
-  // The go() in progress on this thread: a resumer destroyed unrun inside it was refused or
-  // skipped there, and the submitter, not the resumer, continues the coroutine.
-  struct submission {
-    const subpool_scheduler* scheduler;
-    submission* outer;
-    bool skipped = false;
-  };
-  static inline thread_local submission* this_thread_submission = nullptr;
-
   struct resumer {
     std::coroutine_handle<> suspended;
     subpool_scheduler* scheduler;
@@ -237,13 +247,10 @@ class subpool_scheduler {
     }
   };
 
+  // Destroyed unrun: refused or skipped inside our own go() (the submitter continues the
+  // coroutine and throws), or skipped later on another thread (which continues it here).
   void skipped(std::coroutine_handle<> suspended) noexcept {
-    for (submission* s = this_thread_submission; s != nullptr; s = s->outer) {
-      if (s->scheduler == this) {
-        s->skipped = true;
-        return;
-      }
-    }
+    if (detail::subpool_submission_skipped(this)) return;
     refusal_ = std::make_exception_ptr(pool_stopped());
     suspended.resume();
   }

@@ -20,6 +20,7 @@
 #include <coroutine>  // for std::coroutine_handle, std::noop_coroutine
 #include <cstdint>    // for std::uint32_t
 #include <new>        // for std::bad_alloc
+#include <type_traits>  // for std::is_trivially_destructible_v
 
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/task_node.hpp"
@@ -85,7 +86,7 @@ struct join_counter {
     task_node* const job = start_children::take_back_newest();
     if (job == nullptr) return count_out(std::noop_coroutine());  // back to the worker's loop
     const start_children range = stored<start_children>(job);
-    discard_task_node(job);
+    release_task_node(job);  // the only reference (an internal job); nothing to destroy in it
     if (range.children == children && left == range.last - range.first + 1) {
       // release: a thief of a later split of the range reads the count after our push.
       unfinished.store(left - 1, std::memory_order_release);
@@ -109,6 +110,8 @@ struct join_counter {
     return counted_out_last() ? parent : then;
   }
 };
+
+static_assert(std::is_trivially_destructible_v<start_children>, "a job taken back is released without destroying it");
 
 // Points every child at its slot and at the join, then starts children 1 .. n-1 as stealable
 // jobs; the caller transfers to children[0]. `n` >= 1.
