@@ -1,9 +1,11 @@
 // The non-template half of the coroutine support (include/tidepool/coro.hpp): the recycling
 // allocator of coroutine frames, and placing a coroutine's resumption on a worker.
 
-#include <pthread.h>  // for pthread_atfork
+#include <pthread.h>  // for pthread_atfork, pthread_getattr_np, pthread_attr_getstack
 
+#include <coroutine>  // for std::coroutine_handle, std::noop_coroutine
 #include <cstddef>  // for std::size_t, std::byte
+#include <cstdint>  // for std::uintptr_t
 #include <mutex>    // for std::mutex, std::lock_guard
 #include <new>      // for ::operator new, ::operator delete, placement new
 #include <vector>   // for std::vector
@@ -192,6 +194,40 @@ bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
 }
 
 bool on_a_worker() noexcept { return current_worker() != nullptr; }
+
+namespace {
+// Below this address the thread has used more than half of its stack; 0: not known yet.
+thread_local std::uintptr_t stack_half_way = 0;
+
+std::uintptr_t find_stack_half_way() noexcept {
+  pthread_attr_t attributes;
+  void* lowest = nullptr;
+  std::size_t size = 0;
+  if (pthread_getattr_np(pthread_self(), &attributes) != 0) return 1;  // unknown: never "low"
+  const bool known = pthread_attr_getstack(&attributes, &lowest, &size) == 0;
+  pthread_attr_destroy(&attributes);
+  if (!known) return 1;
+  return reinterpret_cast<std::uintptr_t>(lowest) + size / 2;
+}
+}  // namespace
+
+bool stack_running_low() noexcept {
+  if (stack_half_way == 0) stack_half_way = find_stack_half_way();
+  const char here = 0;
+  return reinterpret_cast<std::uintptr_t>(&here) < stack_half_way;
+}
+
+std::coroutine_handle<> post_to_this_worker(std::coroutine_handle<> next) noexcept {
+  task_node* job = nullptr;
+  try {
+    job = make_task_node<resume_coroutine, void>(resume_coroutine{next}, task_kind::internal_job);
+  } catch (...) {
+    return next;
+  }
+  if (push_local_job(job)) return std::noop_coroutine();
+  release_task_node(job);
+  return next;
+}
 
 namespace {
 thread_local subpool_submission* this_thread_subpool_submission = nullptr;

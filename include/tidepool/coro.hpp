@@ -143,7 +143,7 @@ class co_task<T>::awaiter {
     promise_type& child = child_.promise();
     child.continuation = parent;
     child.slot = &result_;
-    return std::exchange(child_, {});
+    return detail::transfer_to(std::exchange(child_, {}));
   }
   T await_resume() { return result_.take(); }
 

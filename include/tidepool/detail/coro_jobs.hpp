@@ -33,6 +33,32 @@ void run_job_here(task_node* job) noexcept;
 // workers, else p's global queue). False, posting nothing, if `p` is stopped. Throws
 // std::bad_alloc.
 [[nodiscard]] bool post_resumption(pool& p, std::coroutine_handle<> suspended);
+// Symmetric transfer (await_suspend returning the next coroutine's handle) is a tail call with
+// clang always, and with g++ when optimising without a sanitizer; otherwise (g++ at -O0, or with
+// AddressSanitizer or ThreadSanitizer) every transfer is a nested call, and a long chain of them
+// (a when_all tree run on one thread, a deep co_await nesting) would overflow the stack.
+#if defined(__clang__) || (defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__))
+inline constexpr bool transfers_are_tail_calls = true;
+#else
+inline constexpr bool transfers_are_tail_calls = false;
+#endif
+
+// Whether the calling thread has used more than half of its stack.
+[[nodiscard]] bool stack_running_low() noexcept;
+// Posts `next` as a job on this thread's worker and returns noop, or returns `next` if this
+// thread is no worker or its deque is full.
+[[nodiscard]] std::coroutine_handle<> post_to_this_worker(std::coroutine_handle<> next) noexcept;
+
+// The coroutine to transfer to: `next`, or, where a transfer is a call and the stack runs low,
+// noop after posting `next` to this worker, which then unwinds to its loop and runs it there.
+[[nodiscard]] inline std::coroutine_handle<> transfer_to(std::coroutine_handle<> next) noexcept {
+  if constexpr (transfers_are_tail_calls) {
+    return next;
+  } else {
+    return stack_running_low() ? post_to_this_worker(next) : next;
+  }
+}
+
 // Whether the calling thread is a worker of some tidepool pool.
 [[nodiscard]] bool on_a_worker() noexcept;
 

@@ -11,7 +11,7 @@
 // captures with it — and only then resumes what comes next, by symmetric transfer. So nothing
 // the co_task held outlives it, and resuming the awaiter costs no stack: a chain of 10,000
 // nested co_awaits runs in constant native stack (with optimisation; g++ without it, or with
-// AddressSanitizer, makes the transfer a call).
+// a sanitizer, makes the transfer a call: transfer_to then bounds the nesting, coro_jobs.hpp).
 
 #include <concepts>     // for std::convertible_to
 #include <coroutine>    // for std::coroutine_handle, std::suspend_always
@@ -69,7 +69,7 @@ struct promise_base : frame_allocated {
       const std::coroutine_handle<> continuation = p.continuation;
       join_counter* const join = p.join;
       finished.destroy();  // everything the coroutine held goes before anyone learns it finished
-      return join != nullptr ? join->child_finished() : continuation;
+      return join != nullptr ? join->child_finished() : transfer_to(continuation);
     }
     void await_resume() const noexcept {}
   };

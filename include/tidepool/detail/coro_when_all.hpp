@@ -82,7 +82,7 @@ struct join_counter {
     // acquire: the results of children that finished elsewhere (their release, in the fetch_sub
     // or the store below) happen-before the parent, which we resume, reads them.
     std::uint32_t left = unfinished.load(std::memory_order_acquire);
-    if (left == 1) return parent;  // we are the only one unfinished: nobody else touches it
+    if (left == 1) return transfer_to(parent);  // we are the only one unfinished: nobody else touches it
     task_node* const job = start_children::take_back_newest();
     if (job == nullptr) return count_out(std::noop_coroutine());  // back to the worker's loop
     const start_children range = stored<start_children>(job);
@@ -90,14 +90,14 @@ struct join_counter {
     if (range.children == children && left == range.last - range.first + 1) {
       // release: a thief of a later split of the range reads the count after our push.
       unfinished.store(left - 1, std::memory_order_release);
-      return range.split();
+      return transfer_to(range.split());
     }
     // Another when_all's job (or ours, with other children still running elsewhere).
     if (counted_out_last()) {
       start_children::offer(range);  // back to a deque, for later
-      return parent;
+      return transfer_to(parent);
     }
-    return range.split();
+    return transfer_to(range.split());
   }
 
  private:
@@ -107,7 +107,7 @@ struct join_counter {
     return unfinished.fetch_sub(1, std::memory_order_acq_rel) == 1;
   }
   std::coroutine_handle<> count_out(std::coroutine_handle<> then) noexcept {
-    return counted_out_last() ? parent : then;
+    return counted_out_last() ? transfer_to(parent) : then;
   }
 };
 
@@ -123,7 +123,7 @@ inline std::coroutine_handle<> start_when_all(std::coroutine_handle<>* children,
   // the deque) or on this thread.
   join.unfinished.store(n, std::memory_order_relaxed);
   if (n > 1) start_children::offer(start_children{children, 1, n});
-  return children[0];
+  return transfer_to(children[0]);
 }
 
 }  // namespace tidepool::detail
