@@ -538,11 +538,18 @@ TEST(AwaitTask, ResumesOnAWorkerOfTheTasksPool) {
   tidepool::pool a(with_workers(1));
   tidepool::pool b(with_workers(1));
   const std::thread::id b_worker = b.submit([] { return this_thread_id(); }).get();
+  // b's worker is busy until the coroutine has surely suspended on the task (not finished yet).
+  tidepool::testing::occupied_workers busy(b, 1);
   auto outer = [&]() -> co_task<bool> {
+    const std::thread::id before = this_thread_id();
     co_await b.submit([] {});
-    co_return this_thread_id() == b_worker;
+    co_return before != b_worker && this_thread_id() == b_worker;
   };
-  EXPECT_TRUE(tidepool::sync_wait(a, outer()));
+  tidepool::task<bool> t = tidepool::spawn(a, outer());
+  while (b.metrics().waiting == 0) std::this_thread::yield();  // submitted: the await comes next
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  busy.release();
+  EXPECT_TRUE(t.get());
 }
 
 // What co_await on the task threw: its what(), or "" if nothing.
