@@ -383,6 +383,21 @@ TEST(Schedule, StoppedSubpoolThrowsPoolStopped) {
   EXPECT_TRUE(tidepool::sync_wait(pool, refused_with_pool_stopped(tidepool::schedule(s))));
 }
 
+TEST(Schedule, SubpoolTaskSkippedByThePoolsStopTokenThrowsPoolStopped) {
+  std::stop_source stop;
+  tidepool::pool_options o = with_workers(2);
+  o.stop_token = stop.get_token();
+  tidepool::pool pool(o);
+  tidepool::subpool one(pool, 1);
+  tidepool::testing::occupied_workers busy(one, 1);  // the subpool's one slot is taken
+  tidepool::pool runner(with_workers(1));
+  tidepool::task<bool> t = tidepool::spawn(runner, refused_with_pool_stopped(tidepool::schedule(one)));
+  while (one.metrics().waiting == 0) std::this_thread::yield();  // its resumption waits in the subpool
+  stop.request_stop();  // queued tasks are skipped: the coroutine continues with pool_stopped
+  busy.release();
+  EXPECT_TRUE(t.get());
+}
+
 // ---- spawn -----------------------------------------------------------------------------------
 
 // The identity every snapshot keeps (metrics.hpp).

@@ -20,7 +20,7 @@
 #include <coroutine>  // for std::coroutine_handle, std::noop_coroutine
 #include <cstdint>    // for std::uint32_t
 #include <new>        // for std::bad_alloc
-#include <type_traits>  // for std::is_trivially_destructible_v
+#include <type_traits>  // for std::is_trivially_destructible_v, std::is_trivially_copy_assignable_v
 
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/task_node.hpp"
@@ -48,12 +48,16 @@ struct start_children {
   }
 
   static void offer(start_children job) noexcept {
-    task_node* node = nullptr;
-    try {
-      node = make_task_node<start_children, void>(job, task_kind::internal_job);
-    } catch (const std::bad_alloc&) {
-      job();  // no memory for a job: run the range here
-      return;
+    task_node* node = take_kept_job_node();  // taken back earlier: an internal job of this kind
+    if (node != nullptr) {
+      stored<start_children>(node) = job;
+    } else {
+      try {
+        node = make_task_node<start_children, void>(job, task_kind::internal_job);
+      } catch (const std::bad_alloc&) {
+        job();  // no memory for a job: run the range here
+        return;
+      }
     }
     if (!push_local_job(node)) run_job_here(node);
   }
@@ -86,7 +90,7 @@ struct join_counter {
     task_node* const job = start_children::take_back_newest();
     if (job == nullptr) return count_out(std::noop_coroutine());  // back to the worker's loop
     const start_children range = stored<start_children>(job);
-    release_task_node(job);  // the only reference (an internal job); nothing to destroy in it
+    keep_job_node(job);  // for the next offer on this thread (nothing to destroy in it)
     if (range.children == children && left == range.last - range.first + 1) {
       // release: a thief of a later split of the range reads the count after our push.
       unfinished.store(left - 1, std::memory_order_release);
@@ -111,7 +115,8 @@ struct join_counter {
   }
 };
 
-static_assert(std::is_trivially_destructible_v<start_children>, "a job taken back is released without destroying it");
+static_assert(std::is_trivially_destructible_v<start_children> && std::is_trivially_copy_assignable_v<start_children>,
+              "a job taken back is kept and reused without destroying its callable");
 
 // Points every child at its slot and at the join, then starts children 1 .. n-1 as stealable
 // jobs; the caller transfers to children[0]. `n` >= 1.
