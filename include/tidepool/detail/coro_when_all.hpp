@@ -7,9 +7,11 @@
 // covering several children splits itself: it offers the upper half as a job of its own and
 // keeps the lower half, down to one child, which it resumes. So the deque holds O(log N) jobs per
 // when_all however many children there are, and thieves take the biggest ranges first.
-// A child that finishes while others are still running returns to its worker's loop (which
-// then runs the next job on its deque: usually its sibling); the last to finish resumes the
-// parent by symmetric transfer (join_counter). Nobody blocks and nobody helps.
+// A child that finishes while others are still running takes the newest job of its worker's
+// deque back if it is a when_all job (usually its own siblings, not stolen) and transfers to
+// it, else returns to its worker's loop; the last to finish resumes the parent by symmetric
+// transfer (join_counter). Nobody blocks and nobody helps. Job nodes taken back are kept per
+// thread and reused, so forking allocates nothing while nothing is stolen.
 //
 // Off a worker thread (possible only for a coroutine type other than co_task awaiting
 // when_all), or when the deque is full or no node can be allocated, a job runs at once on the
