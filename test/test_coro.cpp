@@ -567,6 +567,31 @@ TEST(AwaitTask, ResumesOnAWorkerOfTheTasksPool) {
   EXPECT_TRUE(t.get());
 }
 
+TEST(AwaitTask, TaskCancelledByStopOnThisThreadStillResumesOnTheTasksPool) {
+  // stop() cancels a delayed task on the calling thread, which publishes its outcome there: the
+  // coroutine must still continue on a worker of the task's pool, not on this thread.
+  tidepool::pool a(with_workers(1));
+  tidepool::pool b(with_workers(1));
+  const std::thread::id b_worker = b.submit([] { return this_thread_id(); }).get();
+  std::atomic<bool> suspended{false};
+  auto outer = [&]() -> co_task<bool> {
+    tidepool::task<int> later = b.submit_after(std::chrono::hours(1), [] { return 1; });
+    suspended = true;  // (set just before the await: the task cannot finish for an hour)
+    bool cancelled = false;
+    try {
+      co_await later;
+    } catch (const tidepool::task_cancelled&) {
+      cancelled = true;
+    }
+    co_return cancelled && this_thread_id() == b_worker;
+  };
+  tidepool::task<bool> t = tidepool::spawn(a, outer());
+  while (!suspended) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  b.stop();
+  EXPECT_TRUE(t.get());
+}
+
 // What co_await on the task threw: its what(), or "" if nothing.
 template <class T>
 co_task<std::string> error_of_awaiting(tidepool::task<T> t) {
