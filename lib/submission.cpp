@@ -258,7 +258,7 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 //     were submitted (up to one batch apart, see worker.cpp), and what a task submits waits
 //     behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
-  const bool runner = node->kind == task_kind::internal_job;
+  const bool runner = node->kind == task_kind::internal_job || node->kind == task_kind::embedded_job;
   if (self != nullptr && (runner || (node->owner != nullptr && node->owner->stays_local()))) {
     if (!self->deque.push(node)) {
       if (!runner) self->counters.inline_runs.add();

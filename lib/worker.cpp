@@ -345,6 +345,12 @@ void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
     release_task_node(node);
     return;
   }
+  if (node->kind == task_kind::embedded_job) {
+    // The run may end the life of the memory the node is in (a when_all child resuming its
+    // parent, which destroys its frame): nothing after it.
+    node->ops(node, task_op::run);
+    return;
+  }
   if (node->kind == task_kind::with_handle && !node->try_claim()) {
     // A worker waiting for it ran it already (run_if_unstarted): only our reference is left.
     release_task_node(node);

@@ -178,6 +178,41 @@ TEST(InternalJob, RunsOnAWorkerAndIsNotCounted) {
   EXPECT_EQ(pool.metrics().submitted, 0u);
 }
 
+// An embedded job whose run frees the memory it lives in: the worker must not touch it after.
+struct self_freeing_job : task_node {
+  std::latch* ran = nullptr;
+  static void run(task_node* n, tidepool::detail::task_op) noexcept {
+    auto* me = static_cast<self_freeing_job*>(n);
+    std::latch* ran = me->ran;
+    delete me;  // ASan reports any later touch of the node by the worker
+    ran->count_down();
+  }
+};
+
+void post_self_freeing_jobs(tidepool::detail::pool_core& core, int jobs, std::latch& ran) {
+  for (int i = 0; i < jobs; ++i) {
+    auto* job = new self_freeing_job;
+    job->ops = &self_freeing_job::run;
+    job->kind = tidepool::detail::task_kind::embedded_job;
+    job->ran = &ran;
+    tidepool::detail::post_internal_job(core, job);
+  }
+}
+
+TEST(InternalJob, AnEmbeddedJobMayEndItsOwnMemory) {
+  tidepool::pool pool(with_workers(2));
+  auto& core = tidepool::detail::pool_access::core(pool);
+  const int jobs = 1000;
+  std::latch ran(jobs);
+  post_self_freeing_jobs(core, jobs, ran);  // from outside: through the global queue
+  ran.wait();
+  std::latch ran_from_worker(jobs);
+  pool.submit([&] { post_self_freeing_jobs(core, jobs, ran_from_worker); }).get();  // onto a deque
+  ran_from_worker.wait();
+  pool.stop_and_wait();
+  EXPECT_EQ(pool.metrics().submitted, 1u);
+}
+
 // A deferred task: its run op hands the node over, and the test finishes it.
 struct deferred_start {
   std::atomic<task_node*>* started;

@@ -1,10 +1,11 @@
 #pragma once
 // The one seam between the lock-free core and the memory model it runs on.
 //
-// The Chase–Lev deque, the segmented queue, the priority queues, the hazard-pointer domain, the parking handshake and
-// a subpool's runner slots spell their atomics `detail::atomic<T>` and their fences
-// `detail::atomic_thread_fence` / `atomic_signal_fence` (always qualified, so argument-dependent
-// lookup cannot pick std's). In every normal build these are std::atomic and std's fences
+// The Chase–Lev deque, the segmented queue, the priority queues, the hazard-pointer domain, the
+// parking handshake and a subpool's runner slots spell their atomics `detail::atomic<T>` and
+// their fences `detail::atomic_thread_fence` / `atomic_signal_fence` (always qualified, so
+// argument-dependent lookup cannot pick std's); the continuation registry is a template over its
+// node, which its model gives a detail::atomic state word. In every normal build these are std::atomic and std's fences
 // themselves: aliases and using-declarations, so the generated code is exactly what std::atomic
 // gives (zero cost by construction, not by optimisation).
 //
@@ -61,6 +62,8 @@ enum class mutant : int {
   subpool_take_before_publish,         // submitter: tries to take a slot before its task is in the queue
   subpool_take_slot_without_cas,       // submitter: takes a slot with a load and a store, not a CAS
   level_in_use_relaxed,                // priority queues: a level's first use is flagged with a relaxed store
+  continuation_state_load_relaxed,     // awaiter: finds the outcome published with relaxed loads
+  continuation_refused_after_taken,    // awaiter: says "refused" although the publisher took its entry
 };
 
 #if !defined(TIDEPOOL_RELACY)
@@ -131,6 +134,9 @@ class atomic {
   template <class D>
   T fetch_sub(D delta, std::memory_order order = std::memory_order_seq_cst, here at = here::current()) noexcept {
     return value_.fetch_sub(delta, to_relacy(order), relacy_info(at));
+  }
+  T fetch_or(T bits, std::memory_order order = std::memory_order_seq_cst, here at = here::current()) noexcept {
+    return value_.fetch_or(bits, to_relacy(order), relacy_info(at));
   }
   bool compare_exchange_strong(T& expected, T desired, std::memory_order success, std::memory_order failure,
                                here at = here::current()) noexcept {

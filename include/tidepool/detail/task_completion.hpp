@@ -38,7 +38,10 @@ struct task_continuation {
 [[nodiscard]] bool add_continuation(task_node* node, task_continuation* c) noexcept;
 
 // The pool whose workers run `node` (a subpool's task: its root pool). Only while the task is
-// unfinished: a finished task's owner may be gone.
+// unfinished, or from its continuation's on_finished: every path that finishes a task runs the
+// continuations before it tells the task's owner (a group may then go) that it is released, and
+// on a thread that keeps the pool alive meanwhile. Not between a ready() that says finished and
+// an add_continuation: the owner of a finished task may be gone.
 [[nodiscard]] pool_core& pool_of(const task_node* node) noexcept;
 [[nodiscard]] bool on_worker_of(const pool_core& core) noexcept;   // this thread is one of its workers
 [[nodiscard]] bool pool_stopping(const pool_core& core) noexcept;  // stop() was called, or its token fired
@@ -50,6 +53,10 @@ struct task_continuation {
 // never refused, also after stop(). But stop_and_wait() does not wait for internal jobs, so one
 // posted after the pool drained may never run: post only work that the pool still counts as
 // running, such as the resumption of a spawned coroutine.
+// The same for an embedded job: a task_node (or a struct derived from one, holding what the op
+// needs) in memory the caller owns, default-constructed, with `ops` set and kind =
+// task_kind::embedded_job. The worker calls ops(node, task_op::run) and never touches the node
+// again, so the op may end the memory's life. It is never cancelled: the op sees only run.
 void post_internal_job(pool_core& core, task_node* job) noexcept;
 
 // ---- Deferred completion

@@ -48,6 +48,8 @@ enum class task_kind : std::uint8_t {
   fire_and_forget,   // go(): exceptions go to the pool's handler (or to the group's wait)
   fork_join_job,     // parallel_invoke's spawned half: lives on the spawner's stack, not counted
   internal_job,      // runs one task of a subpool, or resumes a coroutine; never counted or refused
+  embedded_job,      // as internal_job, but lives in memory its run op owns (a coroutine frame):
+                     // the worker runs the op and never touches the node again (no release)
 };
 
 // The outcome, in the low bits of `task_node::state`; `waiter_bit` is set by a thread that is
