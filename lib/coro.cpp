@@ -181,40 +181,6 @@ task_node* take_back_local_job(task_ops_fn ops) noexcept {
   return nullptr;
 }
 
-namespace {
-// When_all job nodes kept between a take-back and a later offer on this thread, so that a fork
-// costs no allocation and no release while nothing is stolen. A few, not one: a recursion
-// offers several jobs on its way down before it takes any back.
-struct kept_job_nodes {
-  static constexpr std::size_t capacity = 16;
-  task_node* nodes[capacity] = {};
-  std::size_t count = 0;
-  ~kept_job_nodes() {
-    while (count > 0) release_task_node(nodes[--count]);
-  }
-};
-thread_local kept_job_nodes this_thread_kept_jobs;
-}  // namespace
-
-task_node* take_kept_job_node() noexcept {
-  kept_job_nodes& kept = this_thread_kept_jobs;
-  return kept.count > 0 ? kept.nodes[--kept.count] : nullptr;
-}
-
-void keep_job_node(task_node* job) noexcept {
-  kept_job_nodes& kept = this_thread_kept_jobs;
-  if (kept.count < kept_job_nodes::capacity) {
-    kept.nodes[kept.count++] = job;
-  } else {
-    release_task_node(job);
-  }
-}
-
-void run_job_here(task_node* job) noexcept {
-  job->ops(job, task_op::run);
-  release_task_node(job);
-}
-
 bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
   pool_core& core = pool_access::core(p);
   if (pool_stopping(core)) return false;

@@ -284,7 +284,7 @@ class when_all_awaitable {
   std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) noexcept {
     started_ = true;
     prepare(std::index_sequence_for<T...>{});
-    return detail::start_when_all(children_.data(), sizeof...(T), join_, parent);
+    return detail::start_when_all(children_.data(), jobs_.data(), sizeof...(T), join_, parent);
   }
   std::tuple<when_all_value_t<T>...> await_resume() { return collect(std::index_sequence_for<T...>{}); }
 
@@ -316,6 +316,7 @@ class when_all_awaitable {
 
   std::tuple<std::coroutine_handle<detail::co_promise<T>>...> typed_;
   std::array<std::coroutine_handle<>, sizeof...(T)> children_{};
+  std::array<detail::child_job, sizeof...(T)> jobs_;
   std::tuple<detail::result_slot<T>...> results_;
   detail::join_counter join_;
   bool started_ = false;
@@ -325,7 +326,7 @@ template <class T>
 class when_all_vector_awaitable {
  public:
   explicit when_all_vector_awaitable(std::vector<co_task<T>> tasks)
-      : tasks_(std::move(tasks)), children_(tasks_.size()), results_(tasks_.size()) {
+      : tasks_(std::move(tasks)), children_(tasks_.size()), jobs_(tasks_.size()), results_(tasks_.size()) {
     if (tasks_.size() > UINT32_MAX) throw error("tidepool: when_all: more than 2^32 - 1 co_tasks");
     for (const co_task<T>& t : tasks_) {
       if (!t.valid()) throw error("tidepool: when_all: a co_task is empty (default-constructed, moved from, or started already)");
@@ -342,7 +343,7 @@ class when_all_vector_awaitable {
       child.promise().slot = &results_[i];
       children_[i] = child;
     }
-    return detail::start_when_all(children_.data(), static_cast<std::uint32_t>(children_.size()), join_, parent);
+    return detail::start_when_all(children_.data(), jobs_.data(), static_cast<std::uint32_t>(children_.size()), join_, parent);
   }
   // The results in argument order (void for co_task<void>), or the first exception in argument
   // order, once all have finished.
@@ -361,6 +362,7 @@ class when_all_vector_awaitable {
  private:
   std::vector<co_task<T>> tasks_;  // owns the frames until they start
   std::vector<std::coroutine_handle<>> children_;
+  std::vector<detail::child_job> jobs_;
   std::vector<detail::result_slot<T>> results_;
   detail::join_counter join_;
 };

@@ -27,12 +27,6 @@ struct resume_coroutine {
 // owns it: it is out of the deque); null if the thread is no worker, or the deque is empty or
 // its newest job is of another kind (which stays where it was).
 [[nodiscard]] task_node* take_back_local_job(task_ops_fn ops) noexcept;
-// A job node this thread took back and kept for a later job of the same kind (a few at most,
-// freed at thread exit), or null; keep_job_node frees `job` when it keeps enough already.
-[[nodiscard]] task_node* take_kept_job_node() noexcept;
-void keep_job_node(task_node* job) noexcept;
-// Runs `job` on the calling thread and releases it, as a worker does.
-void run_job_here(task_node* job) noexcept;
 // Posts a job resuming `suspended` to a worker of `p` (this thread's deque if it is one of p's
 // workers, else p's global queue). False, posting nothing, if `p` is stopped. Throws
 // std::bad_alloc.

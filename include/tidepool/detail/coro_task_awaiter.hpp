@@ -7,7 +7,6 @@
 #include <coroutine>  // for std::coroutine_handle
 #include <utility>    // for std::move
 
-#include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/task_completion.hpp"
 #include "tidepool/detail/task_node.hpp"
 #include "tidepool/task.hpp"
@@ -24,28 +23,36 @@ class task_awaiter {
   // Throws, as get() does, for an empty handle.
   [[nodiscard]] bool await_ready() const { return task_.ready(); }
 
-  bool await_suspend(std::coroutine_handle<> suspended) {
-    task_node* const node = task_access<T>::node(task_);
-    // The task was unfinished a moment ago (await_ready): its pool is still known.
-    resumption_.core = &pool_of(node);
-    resumption_.job = make_task_node<resume_coroutine, void>(resume_coroutine{suspended}, task_kind::internal_job);
-    resumption_.on_finished = &post_resumption_job;
-    if (add_continuation(node, &resumption_)) return true;  // may have resumed already: no more touching *this
-    discard_task_node(resumption_.job);  // finished meanwhile: continue at once
-    return false;
+  bool await_suspend(std::coroutine_handle<> suspended) noexcept {
+    resumption_.job.suspended = suspended;
+    resumption_.on_finished = &post_resumption;
+    // true: on_finished will run, maybe already on another thread: no more touching *this.
+    return add_continuation(task_access<T>::node(task_), &resumption_);  // false: finished already
   }
 
   T await_resume() { return task_.get(); }
 
  private:
+  // Resumes the coroutine: an embedded job, in this awaiter (in the coroutine's frame), so that
+  // awaiting allocates nothing; the worker does not touch it after the run.
+  struct resume_job : task_node {
+    std::coroutine_handle<> suspended;
+    resume_job() noexcept {
+      ops = &run;
+      kind = task_kind::embedded_job;
+    }
+    static void run(task_node* node, task_op op) noexcept {
+      if (op == task_op::run) static_cast<resume_job*>(node)->suspended.resume();
+    }
+  };
   struct resumption : task_continuation {
-    pool_core* core = nullptr;
-    task_node* job = nullptr;
+    resume_job job;
   };
 
-  static void post_resumption_job(task_continuation* c) noexcept {
-    const resumption& r = *static_cast<resumption*>(c);
-    post_internal_job(*r.core, r.job);  // the coroutine may run, and this awaiter go, at once
+  static void post_resumption(task_continuation* c) noexcept {
+    // pool_of is valid here (task_completion.hpp); the coroutine may run, and this awaiter go,
+    // as soon as the job is posted.
+    post_internal_job(pool_of(c->node), &static_cast<resumption*>(c)->job);
   }
 
   task<T> task_;

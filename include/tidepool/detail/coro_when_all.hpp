@@ -2,71 +2,72 @@
 // when_all's machinery: start N children so that idle workers can steal them, and resume the
 // parent when the last one finishes.
 //
-// The parent, suspending, offers children 1 .. N-1 as one internal job on its worker's deque
-// and transfers to child 0 at once (it runs on the parent's thread, no queue involved). A job
-// covering several children splits itself: it offers the upper half as a job of its own and
-// keeps the lower half, down to one child, which it resumes. So the deque holds O(log N) jobs per
-// when_all however many children there are, and thieves take the biggest ranges first.
+// Every child has a job node of its own, embedded in the when_all's state in the parent's frame
+// (task_kind::embedded_job: the worker never touches it after its run, so the run may end the
+// frame's life), holding a range of children to start. The parent, suspending, offers the job
+// of child 1 with the range 1 .. N-1 on its worker's deque and transfers to child 0 at once (on
+// the parent's thread, no queue involved). A job whose range holds several children splits it:
+// it offers the job of the first child of the upper half, with that half, and keeps the lower
+// half, down to its own child, which it resumes. So each child's node is offered at most once,
+// the deque holds O(log N) jobs per when_all however many children there are, thieves take the
+// biggest ranges first, and forking allocates nothing.
 // A child that finishes while others are still running takes the newest job of its worker's
 // deque back if it is a when_all job (usually its own siblings, not stolen) and transfers to
 // it, else returns to its worker's loop; the last to finish resumes the parent by symmetric
-// transfer (join_counter). Nobody blocks and nobody helps. Job nodes taken back are kept per
-// thread and reused, so forking allocates nothing while nothing is stolen.
+// transfer (join_counter). Nobody blocks and nobody helps.
 //
 // Off a worker thread (possible only for a coroutine type other than co_task awaiting
-// when_all), or when the deque is full or no node can be allocated, a job runs at once on the
-// offering thread instead: the children then run one after the other there, up to their first
-// suspension.
+// when_all), or when the deque is full, a job runs at once on the offering thread instead: the
+// children then run one after the other there, up to their first suspension.
 
 #include <atomic>     // for std::atomic
 #include <coroutine>  // for std::coroutine_handle, std::noop_coroutine
 #include <cstdint>    // for std::uint32_t
-#include <new>        // for std::bad_alloc
-#include <type_traits>  // for std::is_trivially_destructible_v, std::is_trivially_copy_assignable_v
 
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/task_node.hpp"
 
 namespace tidepool::detail {
 
-// Starts children [first, last) of a when_all.
-struct start_children {
-  std::coroutine_handle<>* children;
-  std::uint32_t first;
-  std::uint32_t last;
+// The job of one child of a when_all: starts children [first, last), this child being `first`.
+struct child_job : task_node {
+  std::coroutine_handle<>* children = nullptr;  // the when_all's children, in argument order
+  child_job* jobs = nullptr;                    // their jobs, likewise
+  std::uint32_t first = 0;
+  std::uint32_t last = 0;
 
-  void operator()() const noexcept { split().resume(); }
+  child_job() noexcept {
+    ops = &run;
+    kind = task_kind::embedded_job;
+  }
 
-  // Offers the upper halves as jobs of their own and returns the first child, to be resumed.
-  // Reads the when_all's state for the last time: once that child runs, all may finish.
-  [[nodiscard]] std::coroutine_handle<> split() const noexcept {
+  // Offers the upper halves as the jobs of their first children and returns this job's child,
+  // to be resumed. Reads the when_all's state for the last time: once that child runs, all may
+  // finish and the state (this node included) go.
+  [[nodiscard]] std::coroutine_handle<> split() noexcept {
     std::uint32_t end = last;
     while (end - first > 1) {
       const std::uint32_t middle = first + (end - first) / 2;
-      offer(start_children{children, middle, end});
+      jobs[middle].offer(end);
       end = middle;
     }
     return children[first];
   }
 
-  static void offer(start_children job) noexcept {
-    task_node* node = take_kept_job_node();  // taken back earlier: an internal job of this kind
-    if (node != nullptr) {
-      stored<start_children>(node) = job;
-    } else {
-      try {
-        node = make_task_node<start_children, void>(job, task_kind::internal_job);
-      } catch (const std::bad_alloc&) {
-        job();  // no memory for a job: run the range here
-        return;
-      }
-    }
-    if (!push_local_job(node)) run_job_here(node);
+  // Puts this job, for children [its own, end), on this worker's deque (or runs it here).
+  void offer(std::uint32_t end) noexcept {
+    last = end;
+    // The deque's push publishes the fields above to a thief (release fence in the push).
+    if (!push_local_job(this)) run(this, task_op::run);
   }
 
-  // The newest job on this worker's deque if it is one of these (the caller runs it), else null.
-  [[nodiscard]] static task_node* take_back_newest() noexcept {
-    return take_back_local_job(&task_ops<start_children, void>);
+  static void run(task_node* node, task_op op) noexcept {
+    if (op == task_op::run) static_cast<child_job*>(node)->split().resume();  // embedded jobs only run
+  }
+
+  // The newest job on this worker's deque if it is a when_all child's (the caller runs it).
+  [[nodiscard]] static child_job* take_back_newest() noexcept {
+    return static_cast<child_job*>(take_back_local_job(&run));
   }
 };
 
@@ -89,21 +90,19 @@ struct join_counter {
     // or the store below) happen-before the parent, which we resume, reads them.
     std::uint32_t left = unfinished.load(std::memory_order_acquire);
     if (left == 1) return transfer_to(parent);  // we are the only one unfinished: nobody else touches it
-    task_node* const job = start_children::take_back_newest();
+    child_job* const job = child_job::take_back_newest();
     if (job == nullptr) return count_out(std::noop_coroutine());  // back to the worker's loop
-    const start_children range = stored<start_children>(job);
-    keep_job_node(job);  // for the next offer on this thread (nothing to destroy in it)
-    if (range.children == children && left == range.last - range.first + 1) {
+    if (job->children == children && left == job->last - job->first + 1) {
       // release: a thief of a later split of the range reads the count after our push.
       unfinished.store(left - 1, std::memory_order_release);
-      return transfer_to(range.split());
+      return transfer_to(job->split());
     }
     // Another when_all's job (or ours, with other children still running elsewhere).
     if (counted_out_last()) {
-      start_children::offer(range);  // back to a deque, for later
+      job->offer(job->last);  // back on the deque, for later
       return transfer_to(parent);
     }
-    return transfer_to(range.split());
+    return transfer_to(job->split());
   }
 
  private:
@@ -117,19 +116,21 @@ struct join_counter {
   }
 };
 
-static_assert(std::is_trivially_destructible_v<start_children> && std::is_trivially_copy_assignable_v<start_children>,
-              "a job taken back is kept and reused without destroying its callable");
-
-// Points every child at its slot and at the join, then starts children 1 .. n-1 as stealable
-// jobs; the caller transfers to children[0]. `n` >= 1.
-inline std::coroutine_handle<> start_when_all(std::coroutine_handle<>* children, std::uint32_t n, join_counter& join,
-                                              std::coroutine_handle<> parent) noexcept {
+// Starts children 1 .. n-1 as stealable jobs and returns children[0], to transfer to; every
+// child points at its slot and at the join already. `n` >= 1; `jobs` has n entries.
+inline std::coroutine_handle<> start_when_all(std::coroutine_handle<>* children, child_job* jobs, std::uint32_t n,
+                                              join_counter& join, std::coroutine_handle<> parent) noexcept {
   join.parent = parent;
   join.children = children;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    jobs[i].children = children;
+    jobs[i].jobs = jobs;
+    jobs[i].first = i;
+  }
   // relaxed: the children are started below, by the push that publishes the jobs (release in
   // the deque) or on this thread.
   join.unfinished.store(n, std::memory_order_relaxed);
-  if (n > 1) start_children::offer(start_children{children, 1, n});
+  if (n > 1) jobs[1].offer(n);
   return transfer_to(children[0]);
 }
 
