@@ -20,13 +20,17 @@
 // pool, which runs other work meanwhile; the coroutine is resumed later as an internal job:
 // never counted in metrics, never refused. Only spawn() counts, as one task per coroutine.
 //
-// No retention: a co_task's frame, with its locals, parameters and captures, is destroyed
-// before the coroutine awaiting it resumes, and before a spawned task's completion is
-// observable (ready(), get(), wait() return, an awaiter resumes).
+// No retention: a co_task's frame, with its locals and parameters, is destroyed before the
+// coroutine awaiting it resumes, and before a spawned task's completion is observable (ready(),
+// get(), wait() return, an awaiter resumes). A lambda coroutine's captures are not in its frame
+// but in the lambda object, which must outlive the co_task (pass what it needs as parameters).
 //
 // Stack: resumption goes by symmetric transfer, so nested co_awaits of any depth and when_all
-// recursion (fib, UTS) run in bounded native stack; the frames are on the heap, recycled per
-// thread (detail/coro_frame_allocator.hpp: no call to the global heap once warm).
+// recursion (fib, UTS) run in bounded native stack (where a transfer is a call, g++ at -O0 or
+// with a sanitizer, a thread past half its stack hands the next transfer to its worker's loop:
+// detail/coro_jobs.hpp). Frames are on the heap, recycled per thread
+// (detail/coro_frame_allocator.hpp: no call to the global heap once warm); forking (when_all)
+// and awaiting a task<T> allocate nothing else.
 //
 // Threads: a coroutine may resume on another thread than the one it suspended on. clang 14 (not
 // g++) may keep a thread-local's address, or pthread_self() (std::this_thread::get_id()), from
