@@ -1,18 +1,21 @@
 // The non-template half of the coroutine support (include/tidepool/coro.hpp): the recycling
-// allocator of coroutine frames, and placing a coroutine's resumption on a worker.
+// allocator of coroutine frames; putting jobs on, and taking them back from, the calling
+// worker's deque; posting a resumption to a pool; the stack guard of builds where symmetric
+// transfer is a call; the subpool scheduler's submission in progress. Everything here that
+// reads a thread-local is out of line on purpose (coro_frame_allocator.hpp says why).
 
 #include <pthread.h>  // for pthread_atfork, pthread_getattr_np, pthread_attr_getstack
 
 #include <coroutine>  // for std::coroutine_handle, std::noop_coroutine
-#include <cstddef>  // for std::size_t, std::byte
-#include <cstdint>  // for std::uintptr_t
-#include <mutex>    // for std::mutex, std::lock_guard
-#include <new>      // for ::operator new, ::operator delete, placement new
-#include <vector>   // for std::vector
+#include <cstddef>    // for std::size_t, std::byte
+#include <cstdint>    // for std::uintptr_t
+#include <mutex>      // for std::mutex, std::lock_guard
+#include <new>        // for ::operator new, ::operator delete, placement new
+#include <vector>     // for std::vector
 
 #include "pool_core.hpp"
-#include "tidepool/detail/coro_frame_allocator.hpp"
 #include "tidepool/coro.hpp"
+#include "tidepool/detail/coro_frame_allocator.hpp"
 #include "tidepool/detail/coro_jobs.hpp"
 #include "tidepool/detail/sanitizers.hpp"
 #include "tidepool/detail/task_completion.hpp"
