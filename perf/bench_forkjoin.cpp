@@ -1,5 +1,6 @@
-// Fork-join: tidepool (parallel_invoke / parallel_reduce / parallel_for, and task_group) against
-// oneTBB (tbb::task_group, tbb::parallel_invoke, tbb::parallel_for) and the serial code, in one
+// Fork-join: tidepool (parallel_invoke / parallel_reduce / parallel_for, task_group, and
+// coroutines: co_task with when_all, the `tidepool_coro` rows) against oneTBB (tbb::task_group,
+// tbb::parallel_invoke, tbb::parallel_for) and the serial code, in one
 // binary and one run, with 1 and 2 threads.
 //
 //   fib(30)      naive recursion, one child spawned per call, the other called: 2,692,537 calls
@@ -39,10 +40,12 @@
 #include <functional>        // for std::plus
 #include <initializer_list>  // for the list of workloads in register_benchmarks
 #include <string>            // for std::string, std::to_string
-#include <utility>           // for std::forward
+#include <tuple>             // for std::apply
+#include <utility>           // for std::forward, std::index_sequence
 #include <vector>            // for std::vector
 
 #include "bench_main.hpp"
+#include "tidepool/coro.hpp"
 #include "tidepool/tidepool.hpp"
 #include "uts.hpp"
 
@@ -140,6 +143,24 @@ long fib_tbb_invoke(int n) {
   return a + b;
 }
 
+// The coroutine version: both halves are co_tasks, when_all may run them in parallel.
+tidepool::co_task<long> fib_coro(int n) {
+  if (n < 2) co_return n;
+  auto [a, b] = co_await tidepool::when_all(fib_coro(n - 1), fib_coro(n - 2));
+  co_return a + b;
+}
+
+// Children [first, last) of a coroutine fork-join, split in halves down to one, as
+// parallel_reduce with grain 1 does: the sum of child(i) over the range.
+template <class Result, class Child>
+tidepool::co_task<Result> reduce_coro(int first, int last, Result init, const Child& child) {
+  if (last - first == 1) co_return init + co_await child(first);
+  const int middle = first + (last - first) / 2;
+  auto [low, high] = co_await tidepool::when_all(reduce_coro(first, middle, init, child),
+                                                 reduce_coro(middle, last, Result{}, child));
+  co_return low + high;
+}
+
 // ---- skynet -----------------------------------------------------------------------------------
 
 std::int64_t skynet_serial(std::int64_t num, std::int64_t size) {
@@ -180,6 +201,16 @@ std::int64_t skynet_tbb_group(std::int64_t num, std::int64_t size) {
   std::int64_t sum = 0;
   for (std::int64_t v : parts) sum += v;
   return sum;
+}
+
+// The coroutine version: the ten children of a node in one when_all.
+tidepool::co_task<std::int64_t> skynet_coro(std::int64_t num, std::int64_t size) {
+  if (size == 1) co_return num;
+  const std::int64_t step = size / 10;
+  auto parts = co_await [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return tidepool::when_all(skynet_coro(num + static_cast<std::int64_t>(I) * step, step)...);
+  }(std::make_index_sequence<10>{});
+  co_return std::apply([](auto... p) { return (p + ...); }, parts);
 }
 
 // ---- nqueens ----------------------------------------------------------------------------------
@@ -228,6 +259,15 @@ std::int64_t queens_tidepool(tidepool::pool& p, const queens_board& board) {
       p, 0, safe.count, std::int64_t{0},
       [&](int i) { return queens_tidepool(p, board.with_queen_at(safe.column_bits[static_cast<std::size_t>(i)])); },
       std::plus<>(), 1);
+}
+
+tidepool::co_task<std::int64_t> queens_coro(queens_board board) {
+  if (board.rows == queens_n) co_return 1;
+  const queens_placements safe = safe_placements(board);
+  if (safe.count == 0) co_return 0;
+  co_return co_await reduce_coro(0, safe.count, std::int64_t{0}, [&](int i) {
+    return queens_coro(board.with_queen_at(safe.column_bits[static_cast<std::size_t>(i)]));
+  });
 }
 
 // One group per board that has a safe square (as parallel_reduce forks nothing for a dead end):
@@ -292,6 +332,13 @@ uts::tree_size uts_tidepool(tidepool::pool& p, const uts::node& node) {
       p, 0, children, itself, [&](int i) { return uts_tidepool(p, uts::child(node, i)); }, std::plus<>(), 1);
 }
 
+tidepool::co_task<uts::tree_size> uts_coro(uts::node node) {
+  const int children = uts::child_count(uts::t1, node);
+  const uts::tree_size itself = uts::tree_size::of_node(node, children);
+  if (children == 0) co_return itself;
+  co_return co_await reduce_coro(0, children, itself, [&](int i) { return uts_coro(uts::child(node, i)); });
+}
+
 // As queens_in_group: for a node with children, every child but the first is a task.
 template <class Group, class Recurse>
 uts::tree_size uts_in_group(Group& g, const uts::node& node, int children, Recurse recurse) {
@@ -346,6 +393,21 @@ void multiply(double* c, const double* a, const double* b, std::size_t size, con
     multiply(quadrant(c, row, column), quadrant(a, row, 1), quadrant(b, 1, column), half, fork);
   };
   fork([&] { c_quadrant(0, 0); }, [&] { c_quadrant(0, 1); }, [&] { c_quadrant(1, 0); }, [&] { c_quadrant(1, 1); });
+}
+
+// The coroutine version: the four quadrants in one when_all.
+tidepool::co_task<void> multiply_coro(double* c, const double* a, const double* b, std::size_t size) {
+  if (size <= matmul_leaf) {
+    multiply_block(c, a, b, size);
+    co_return;
+  }
+  const std::size_t half = size / 2;
+  auto quadrant = [half](auto* m, std::size_t row, std::size_t column) { return m + (row * matmul_n + column) * half; };
+  auto c_quadrant = [&](std::size_t row, std::size_t column) -> tidepool::co_task<void> {
+    co_await multiply_coro(quadrant(c, row, column), quadrant(a, row, 0), quadrant(b, 0, column), half);
+    co_await multiply_coro(quadrant(c, row, column), quadrant(a, row, 1), quadrant(b, 1, column), half);
+  };
+  co_await tidepool::when_all(c_quadrant(0, 0), c_quadrant(0, 1), c_quadrant(1, 0), c_quadrant(1, 1));
 }
 
 struct matmul_matrices {
@@ -510,6 +572,10 @@ void BM_Fib_Tidepool(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "fib", in_pool(p, [&] { return fib_tidepool(p, fib_n); }), must_equal("fib(30)", fib_answer));
 }
+void BM_Fib_TidepoolCoro(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "fib", [&] { return tidepool::sync_wait(p, fib_coro(fib_n)); }, must_equal("fib(30)", fib_answer));
+}
 void BM_Fib_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "fib", in_pool(p, [&] { return fib_tidepool_group(p, fib_n); }), must_equal("fib(30)", fib_answer));
@@ -532,6 +598,10 @@ void BM_Skynet_Tidepool(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "skynet", in_pool(p, [&] { return skynet_tidepool(p, 0, skynet_size); }), skynet_check());
 }
+void BM_Skynet_TidepoolCoro(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "skynet", [&] { return tidepool::sync_wait(p, skynet_coro(0, skynet_size)); }, skynet_check());
+}
 void BM_Skynet_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "skynet", in_pool(p, [&] { return skynet_tidepool_group(p, 0, skynet_size); }), skynet_check());
@@ -549,6 +619,10 @@ void BM_Queens_Serial(benchmark::State& s) {
 void BM_Queens_Tidepool(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "nqueens", in_pool(p, [&] { return queens_tidepool(p, {}); }), queens_check());
+}
+void BM_Queens_TidepoolCoro(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "nqueens", [&] { return tidepool::sync_wait(p, queens_coro({})); }, queens_check());
 }
 void BM_Queens_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
@@ -569,6 +643,10 @@ void BM_Uts_Serial(benchmark::State& s) {
 void BM_Uts_Tidepool(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "uts", in_pool(p, [&] { return uts_tidepool(p, uts_root()); }), must_equal("uts T1", uts::t1_size));
+}
+void BM_Uts_TidepoolCoro(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "uts", [&] { return tidepool::sync_wait(p, uts_coro(uts_root())); }, must_equal("uts T1", uts::t1_size));
 }
 void BM_Uts_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
@@ -616,6 +694,15 @@ void BM_Matmul_Tidepool(benchmark::State& s) {
   std::fill(m.c.begin(), m.c.end(), 0.0);
   tidepool::pool p(workers(s.range(0)));
   measure(s, "matmul", in_pool(p, matmul_run(m, tidepool_invoke_fork{p})), check_and_clear_product);
+}
+void BM_Matmul_TidepoolCoro(benchmark::State& s) {
+  matmul_matrices& m = matmul_data();
+  std::fill(m.c.begin(), m.c.end(), 0.0);
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "matmul", [&] {
+    tidepool::sync_wait(p, multiply_coro(m.c.data(), m.a.data(), m.b.data(), matmul_n));
+    return &m;
+  }, check_and_clear_product);
 }
 void BM_Matmul_TidepoolGroup(benchmark::State& s) {
   matmul_matrices& m = matmul_data();
@@ -703,23 +790,28 @@ void register_benchmarks(bool quick) {
     b->UseManualTime()->Unit(benchmark::kMillisecond)->DisplayAggregatesOnly(true);
   };
   add("fib/tidepool", BM_Fib_Tidepool);
+  add("fib/tidepool_coro", BM_Fib_TidepoolCoro);
   add("fib/tidepool_group", BM_Fib_TidepoolGroup);
   add("fib/tbb_group", BM_Fib_TbbGroup);
   add("fib/tbb_invoke", BM_Fib_TbbInvoke);
   add("fib/serial", BM_Fib_Serial);
   add("skynet/tidepool", BM_Skynet_Tidepool);
+  add("skynet/tidepool_coro", BM_Skynet_TidepoolCoro);
   add("skynet/tidepool_group", BM_Skynet_TidepoolGroup);
   add("skynet/tbb_group", BM_Skynet_TbbGroup);
   add("skynet/serial", BM_Skynet_Serial);
   add("nqueens/tidepool", BM_Queens_Tidepool);
+  add("nqueens/tidepool_coro", BM_Queens_TidepoolCoro);
   add("nqueens/tidepool_group", BM_Queens_TidepoolGroup);
   add("nqueens/tbb_group", BM_Queens_TbbGroup);
   add("nqueens/serial", BM_Queens_Serial);
   add("uts/tidepool", BM_Uts_Tidepool);
+  add("uts/tidepool_coro", BM_Uts_TidepoolCoro);
   add("uts/tidepool_group", BM_Uts_TidepoolGroup);
   add("uts/tbb_group", BM_Uts_TbbGroup);
   add("uts/serial", BM_Uts_Serial);
   add("matmul/tidepool", BM_Matmul_Tidepool);
+  add("matmul/tidepool_coro", BM_Matmul_TidepoolCoro);
   add("matmul/tidepool_group", BM_Matmul_TidepoolGroup);
   add("matmul/tbb_group", BM_Matmul_TbbGroup);
   add("matmul/serial", BM_Matmul_Serial);

@@ -2,6 +2,7 @@
 // tidepool: a lock-free work-stealing task scheduler that never keeps a finished task alive.
 // This header brings in the whole public API.
 
+#include "tidepool/coro.hpp"        // for co_task, when_all, spawn, sync_wait, schedule
 #include "tidepool/default_pool.hpp"  // for default_pool, submit, go
 #include "tidepool/errors.hpp"      // for error, pool_stopped, queue_full, task_cancelled, task_expired
 #include "tidepool/fork_join.hpp"   // for parallel_invoke, parallel_for, parallel_reduce

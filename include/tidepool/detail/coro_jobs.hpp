@@ -1,0 +1,63 @@
+#pragma once
+// How a coroutine's resumption becomes work for a worker: an internal job (a task node of kind
+// internal_job: never counted in metrics, never refused) whose run resumes a coroutine handle.
+// lib/coro.cpp.
+
+#include <coroutine>  // for std::coroutine_handle
+
+#include "tidepool/detail/task_node.hpp"
+
+namespace tidepool {
+class pool;
+}
+
+namespace tidepool::detail {
+
+// The callable of a job that resumes one suspended coroutine.
+struct resume_coroutine {
+  std::coroutine_handle<> suspended;
+  void operator()() const { suspended.resume(); }
+};
+
+// Puts `job` on the deque of the calling thread's worker (of any pool), newest first for that
+// worker, oldest first for thieves, with the same wake-up policy as parallel_invoke's spawn.
+// False, with `job` untouched, if the thread is no worker or its deque is full.
+[[nodiscard]] bool push_local_job(task_node* job) noexcept;
+// The newest job on the calling thread's worker's deque if its ops are `ops` (the caller now
+// owns it: it is out of the deque); null if the thread is no worker, or the deque is empty or
+// its newest job is of another kind (which stays where it was).
+[[nodiscard]] task_node* take_back_local_job(task_ops_fn ops) noexcept;
+// Posts a job resuming `suspended` to a worker of `p` (this thread's deque if it is one of p's
+// workers, else p's global queue). False, posting nothing, if `p` is stopped. Throws
+// std::bad_alloc.
+[[nodiscard]] bool post_resumption(pool& p, std::coroutine_handle<> suspended);
+// Symmetric transfer (await_suspend returning the next coroutine's handle) is a tail call with
+// clang always, and with g++ when optimising without a sanitizer; otherwise (g++ at -O0, or with
+// AddressSanitizer or ThreadSanitizer) every transfer is a nested call, and a long chain of them
+// (a when_all tree run on one thread, a deep co_await nesting) would overflow the stack.
+#if defined(__clang__) || (defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__))
+inline constexpr bool transfers_are_tail_calls = true;
+#else
+inline constexpr bool transfers_are_tail_calls = false;
+#endif
+
+// Whether the calling thread has used more than half of its stack.
+[[nodiscard]] bool stack_running_low() noexcept;
+// Posts `next` as a job on this thread's worker and returns noop, or returns `next` if this
+// thread is no worker or its deque is full.
+[[nodiscard]] std::coroutine_handle<> post_to_this_worker(std::coroutine_handle<> next) noexcept;
+
+// The coroutine to transfer to: `next`, or, where a transfer is a call and the stack runs low,
+// noop after posting `next` to this worker, which then unwinds to its loop and runs it there.
+[[nodiscard]] inline std::coroutine_handle<> transfer_to(std::coroutine_handle<> next) noexcept {
+  if constexpr (transfers_are_tail_calls) {
+    return next;
+  } else {
+    return stack_running_low() ? post_to_this_worker(next) : next;
+  }
+}
+
+// Whether the calling thread is a worker of some tidepool pool.
+[[nodiscard]] bool on_a_worker() noexcept;
+
+}  // namespace tidepool::detail
