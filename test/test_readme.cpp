@@ -1,12 +1,22 @@
 // README.md's "Use" section, compiled and run as written (tools/readme_snippets.py extracts it at
 // build time), so the documentation cannot drift from the library.
 
+// First, before any other Asio header: it turns on Asio's co_await support for clang too.
+#include "tidepool/asio.hpp"
+
 #include <gtest/gtest.h>
 
-#include <cstddef>     // for std::size_t
-#include <functional>  // for std::plus
-#include <stop_token>  // for std::stop_token
-#include <vector>      // for std::vector
+#include <boost/asio/co_spawn.hpp>       // for boost::asio::co_spawn
+#include <boost/asio/io_context.hpp>     // for boost::asio::io_context
+#include <boost/asio/post.hpp>           // for boost::asio::post
+#include <boost/asio/strand.hpp>         // for boost::asio::make_strand
+#include <boost/asio/use_awaitable.hpp>  // for boost::asio::use_awaitable
+#include <boost/asio/use_future.hpp>     // for boost::asio::use_future
+#include <cstddef>                       // for std::size_t
+#include <functional>                    // for std::plus
+#include <future>                        // for std::future
+#include <stop_token>                    // for std::stop_token
+#include <vector>                        // for std::vector
 
 #include "tidepool/tidepool.hpp"
 
