@@ -17,4 +17,5 @@
 #include "tidepool/subpool.hpp"     // for subpool, subpool_options
 #include "tidepool/task.hpp"        // for task
 #include "tidepool/task_group.hpp"  // for task_group
+#include "tidepool/this_worker.hpp"  // for this_worker_index
 #include "tidepool/timer.hpp"       // for timer (go_every)
