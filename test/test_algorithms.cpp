@@ -6,6 +6,7 @@
 
 #include <algorithm>   // for std::min, std::max, std::sort, std::reverse, std::is_sorted
 #include <atomic>      // for std::atomic
+#include <chrono>      // for std::chrono::microseconds
 #include <climits>     // for INT_MIN, INT_MAX, LLONG_MIN, UINT_MAX, SCHAR_MIN, SHRT_MIN, ...
 #include <cstddef>     // for std::size_t
 #include <cstdint>     // for std::uint64_t
@@ -16,6 +17,7 @@
 #include <random>      // for std::mt19937_64
 #include <stdexcept>   // for std::runtime_error
 #include <string>      // for std::string, std::to_string
+#include <thread>      // for std::this_thread::sleep_for
 #include <type_traits>  // for std::make_unsigned_t
 #include <utility>     // for std::pair
 #include <vector>      // for std::vector
@@ -336,6 +338,24 @@ TEST(Scan, InclusiveAndExclusiveMatchTheSerialScanForEverySizeAndWorkerCount) {
       ASSERT_EQ(got, expected) << "exclusive, n " << n << ", " << workers << " workers";
     }
   }
+}
+
+// Slow first elements keep the first worker in block 0 long enough that the other worker takes
+// the later blocks before their prefix is known: those are summed first and scanned in the
+// second pass, the path a scan on an idle machine may never take.
+TEST(Scan, BlocksStartedBeforeTheirPrefixIsKnownAreScannedInASecondPass) {
+  pool p(with_workers(2));
+  std::vector<affine> in = random_maps(100000, 5);
+  for (std::size_t k = 0; k < 200; ++k) in[k].a = 3;  // 3 marks a slow element
+  auto slow_then_apply = [](const affine& first, const affine& second) {
+    if (second.a == 3) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    return then_apply()(first, second);
+  };
+  std::vector<affine> expected(in.size());
+  std::vector<affine> got(in.size());
+  std::inclusive_scan(in.begin(), in.end(), expected.begin(), then_apply(), affine{1, 0});
+  tidepool::parallel_inclusive_scan(p, in.begin(), in.end(), got.begin(), slow_then_apply, affine{1, 0});
+  EXPECT_EQ(got, expected);
 }
 
 TEST(Scan, InPlaceScansGiveTheSameAnswer) {

@@ -9,15 +9,16 @@
 // takes init before op. `op` must be associative (it need not be commutative); out may be first
 // (in place), but no other overlap. Returns the end of the output.
 //
-// Two passes over the input, cut into blocks (8 per worker, plus one): the first pass scans
-// block 0 and only sums the others, in parallel; the block totals are then folded in order on
-// the calling thread; the second pass scans every other block from its prefix. That is three
-// memory touches per element (read, read, write) against two for the serial scan, which pays
-// once a second core is there: a memory-bound scan is the one case where the serial code is hard
-// to beat, so this is where tidepool's scan must not fall behind oneTBB's.
+// Adaptive, like oneTBB's parallel_scan: the input is cut into blocks (16 per worker), run as
+// the leaves of a fork tree. A block whose predecessor's prefix is known when it starts is
+// scanned at once: one pass, as serially. A block a thief starts early is only summed; once all
+// are done, the sums are folded in order on the calling thread and the summed blocks scanned in
+// a second parallel pass. So without stealing (one busy core) the scan costs what the serial one
+// does (read + write once), and with it, the stolen part costs one read more.
 //
 // Iterators that are not random access, one worker, or short inputs: the serial std:: scan.
 
+#include <atomic>       // for std::atomic
 #include <cstddef>      // for std::size_t
 #include <iterator>     // for std::random_access_iterator, std::iter_difference_t
 #include <numeric>      // for std::inclusive_scan, std::exclusive_scan
@@ -67,6 +68,14 @@ T scan_block(It in, Out out, std::size_t from, std::size_t to, Op& op, T carry) 
   return carry;
 }
 
+// What one block left for the others: whether it was scanned (its predecessor's prefix was
+// known when it started) or only summed, and the prefix through it or its own sum.
+template <class T>
+struct scan_block_state {
+  std::atomic<bool> prefix_known{false};  // release by the block's runner, acquire by the next
+  std::optional<T> value;  // the prefix through this block if prefix_known, else its sum
+};
+
 template <bool inclusive, class It, class Out, class Op, class T>
 Out parallel_scan(pool& p, It first, It last, Out out, Op& op, T init) {
   if constexpr (!std::random_access_iterator<It> || !std::random_access_iterator<Out>) {
@@ -75,34 +84,49 @@ Out parallel_scan(pool& p, It first, It last, Out out, Op& op, T init) {
     else return std::exclusive_scan(first, last, out, std::move(init), op);
   } else {
     const auto n = static_cast<std::size_t>(last - first);
+    const auto end = out + static_cast<std::iter_difference_t<Out>>(n);
     if (n < serial_scan_below || p.workers() == 1) {
       scan_block<inclusive>(first, out, 0, n, op, std::move(init));
-      return out + static_cast<std::iter_difference_t<Out>>(n);
+      return end;
     }
-    const scan_blocks cut{n, 8 * p.workers() + 1};
-    std::vector<std::optional<T>> totals(cut.blocks - 1);  // block 0's includes init
-    // Pass 1: block 0 scanned (its prefix is init), the others but the last summed.
+    const scan_blocks cut{n, 16 * p.workers()};
+    std::vector<scan_block_state<T>> blocks(cut.blocks);
+    // Pass 1, over the blocks in a fork tree whose leaves one worker runs in index order: a block
+    // whose predecessor's prefix is already known is scanned at once (one pass over it, as
+    // serially); a block that starts before that (a thief's) is only summed. With nobody
+    // stealing, every block is scanned here and no second pass is needed.
     parallel_for(
-        p, std::size_t{0}, cut.blocks - 1,
+        p, std::size_t{0}, cut.blocks,
         [&](std::size_t b) {
-          if (b == 0) {
-            totals[0].emplace(scan_block<inclusive>(first, out, 0, cut.end(0), op, init));
+          scan_block_state<T>& mine = blocks[b];
+          if (b == 0 || blocks[b - 1].prefix_known.load(std::memory_order_acquire)) {
+            const T& prefix = b == 0 ? init : *blocks[b - 1].value;
+            mine.value.emplace(scan_block<inclusive>(first, out, cut.begin(b), cut.end(b), op, prefix));
+            mine.prefix_known.store(true, std::memory_order_release);
             return;
           }
           using difference = std::iter_difference_t<It>;
           T sum = first[static_cast<difference>(cut.begin(b))];
           for (std::size_t k = cut.begin(b) + 1; k < cut.end(b); ++k) sum = op(std::move(sum), first[static_cast<difference>(k)]);
-          totals[b].emplace(std::move(sum));
+          mine.value.emplace(std::move(sum));
         },
         simple_partitioner{1});
-    // The prefix of each block, in order: totals[b] becomes what precedes block b + 1.
-    for (std::size_t b = 1; b + 1 < cut.blocks; ++b) totals[b].emplace(op(*totals[b - 1], std::move(*totals[b])));
-    // Pass 2: every block but the first, from its prefix (totals[b - 1]).
+    // The prefixes of the summed blocks, in order (parallel_for's return ordered pass 1 before).
+    std::vector<std::size_t> summed;
+    for (std::size_t b = 1; b < cut.blocks; ++b) {
+      if (blocks[b].prefix_known.load(std::memory_order_relaxed)) continue;
+      summed.push_back(b);
+      blocks[b].value.emplace(op(*blocks[b - 1].value, std::move(*blocks[b].value)));  // now the prefix through b
+    }
+    // Pass 2: the summed blocks, each from the prefix through its predecessor.
     parallel_for(
-        p, std::size_t{1}, cut.blocks,
-        [&](std::size_t b) { scan_block<inclusive>(first, out, cut.begin(b), cut.end(b), op, std::move(*totals[b - 1])); },
+        p, std::size_t{0}, summed.size(),
+        [&](std::size_t k) {
+          const std::size_t b = summed[k];
+          scan_block<inclusive>(first, out, cut.begin(b), cut.end(b), op, *blocks[b - 1].value);
+        },
         simple_partitioner{1});
-    return out + static_cast<std::iter_difference_t<Out>>(n);
+    return end;
   }
 }
 
