@@ -122,9 +122,8 @@ TEST(IndexTypes, TheWholeIntRangeIsVisitedWithoutOverflow) {
     EXPECT_TRUE(saw_last.load()) << name;
   };
   check(tidepool::auto_partitioner{}, "auto");
-#if !defined(TIDEPOOL_SANITIZED)  // 2^32 calls each: the sanitizer builds check one partitioner
+#if !defined(TIDEPOOL_SANITIZED)  // 2^32 calls each (40 s under UBSan): the sanitizer builds check one loop
   check(tidepool::static_partitioner{}, "static");
-#endif
 
   struct extent {
     long long count;
@@ -137,6 +136,7 @@ TEST(IndexTypes, TheWholeIntRangeIsVisitedWithoutOverflow) {
   EXPECT_EQ(all.count, (1LL << 32) - 1);
   EXPECT_EQ(all.min, INT_MIN);
   EXPECT_EQ(all.max, INT_MAX - 1);
+#endif
 }
 
 TEST(Partitioners, ReduceCombinesInIndexOrderWithEachPartitioner) {

@@ -154,9 +154,10 @@ struct tile_body {
     if constexpr (std::is_invocable_v<F&, index_range<I>, index_range<J>>) {
       f(tile.rows(), tile.cols());
     } else {
+      F& call = f;  // a local, as in fork_join.hpp's for_body
       const index_range<J> cols = tile.cols();
       for (const I i : tile.rows()) {
-        for (const J j : cols) f(i, j);
+        for (const J j : cols) call(i, j);
       }
     }
     return {};

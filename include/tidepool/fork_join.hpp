@@ -280,8 +280,11 @@ struct for_body {
   no_value leaf(const index_span<Index>& r) {
     // i < stop, not a count: the loop the compiler vectorises. stop is at most `last`, so ++i
     // never leaves the range Index can express.
+    // Locals, not members: a store through f (to a char, say) may alias any memory, and would
+    // make the compiler reload a member on every iteration.
+    F& call = f;
     const Index stop = r.end_index();
-    for (Index i = r.begin_index(); i < stop; ++i) f(i);
+    for (Index i = r.begin_index(); i < stop; ++i) call(i);
     return {};
   }
   static no_value join(no_value, no_value) noexcept { return {}; }
@@ -292,10 +295,12 @@ struct reduce_body {
   Map& map;
   Combine& combine;
   T leaf(const index_span<Index>& r) {
+    Map& map_one = map;  // locals, as in for_body
+    Combine& combine_two = combine;
     const Index stop = r.end_index();
     Index i = r.begin_index();
-    T folded = map(i);
-    for (++i; i < stop; ++i) folded = combine(std::move(folded), map(i));
+    T folded = map_one(i);
+    for (++i; i < stop; ++i) folded = combine_two(std::move(folded), map_one(i));
     return folded;
   }
   T join(T left, T right) { return combine(std::move(left), std::move(right)); }
