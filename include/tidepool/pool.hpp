@@ -119,9 +119,10 @@ struct pool_options {
   // also for workers a resize() adds). Empty: no pinning. A CPU this process may not run on
   // (outside its affinity mask, or not a CPU at all) → std::invalid_argument from the constructor.
   std::vector<int> cpus;
-  // Run on the worker thread itself, with the worker's index (this_worker_index() says the same):
-  // on_worker_start after pinning and before the worker takes its first task; on_worker_stop
-  // after its last task, as the thread exits (at shutdown, or when resize() retires it; a worker
+  // Run on the worker thread itself, with the worker's index: on_worker_start after pinning and
+  // before the worker takes its first task (this_worker_index() is that index there);
+  // on_worker_stop after its last task, once the thread has left the pool (this_worker_index()
+  // is empty there), as the thread exits (at shutdown, or when resize() retires it; a worker
   // restarted by a later grow runs on_worker_start again, after its on_worker_stop finished).
   // Every on_worker_stop has returned when ~pool returns (unless ~pool runs inside one of the
   // pool's own tasks, whose worker finishes later). If one throws, the exception goes to
