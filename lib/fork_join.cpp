@@ -1,6 +1,6 @@
 // The non-template half of fork-join (include/tidepool/fork_join.hpp) and task groups: finding
-// the calling thread's worker, spawning onto its deque, taking a spawned job back, and the
-// blocks of the groups' states.
+// the calling thread's worker (and its index, this_worker.hpp), spawning onto its deque, taking
+// a spawned job back, and the blocks of the groups' states.
 
 #include <new>  // for ::operator delete
 
@@ -8,6 +8,7 @@
 #include "test_hooks.hpp"
 #include "tidepool/fork_join.hpp"
 #include "tidepool/task_group.hpp"
+#include "tidepool/this_worker.hpp"
 
 namespace tidepool::detail {
 namespace {
@@ -85,3 +86,12 @@ bool take_back(worker& w, task_node* job) noexcept {
 bool has_local_work(worker& w) noexcept { return !w.deque.empty_estimate(); }
 
 }  // namespace tidepool::detail
+
+namespace tidepool {
+
+std::optional<std::size_t> this_worker_index() noexcept {
+  if (const detail::worker* w = detail::current_worker()) return w->index;
+  return std::nullopt;
+}
+
+}  // namespace tidepool

@@ -2,6 +2,9 @@
 
 #include <limits.h>   // for PTHREAD_STACK_MIN
 #include <pthread.h>  // for pthread_atfork
+#include <sched.h>    // for sched_getaffinity, cpu_set_t, CPU_ISSET, CPU_SETSIZE
+
+#include <cerrno>     // for errno
 
 #include <algorithm>  // for std::max, std::min
 #include <mutex>      // for std::lock_guard
@@ -9,6 +12,7 @@
 #include <string>     // for std::to_string
 #include <system_error>  // for std::system_error, std::generic_category
 #include <thread>     // for std::thread::hardware_concurrency, std::this_thread::yield
+#include <vector>     // for std::vector
 
 #include "pool_core.hpp"
 #include "test_hooks.hpp"
@@ -51,6 +55,29 @@ std::size_t checked_stack_size(std::size_t requested) {
   return requested;
 }
 
+// Every CPU in `cpus` must be one this process may run on: pinning a worker elsewhere would fail
+// on its thread, long after the constructor could have said why.
+void check_cpus(const std::vector<int>& cpus) {
+  if (cpus.empty()) return;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    throw std::system_error(errno, std::generic_category(), "tidepool::pool_options::cpus: sched_getaffinity");
+  }
+  for (const int cpu : cpus) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+      std::string usable;
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (!CPU_ISSET(c, &allowed)) continue;
+        if (!usable.empty()) usable += ' ';
+        usable += std::to_string(c);
+      }
+      throw std::invalid_argument("tidepool::pool_options::cpus: CPU " + std::to_string(cpu) +
+                                  " is not one this process may run on (it may use: " + usable + ")");
+    }
+  }
+}
+
 std::size_t resolve_workers(std::size_t requested) {
   if (requested != 0) return requested;
   return std::max<std::size_t>(1, std::thread::hardware_concurrency());
@@ -70,6 +97,7 @@ pool_core::pool_core(pool_options options)
       fork_generation_(current_fork_generation()),
       slot_limit_(slot_limit(resolve_workers(options_.workers), options_.queue_capacity)) {
   checked_stack_size(options_.stack_size);
+  check_cpus(options_.cpus);
   const std::size_t n = resolve_workers(options_.workers);
   for (std::size_t i = 0; i < n; ++i) workers_.add(std::make_unique<worker>(*this, i));
   sleepers_.reserve(worker_slots::capacity);  // so that parking never allocates

@@ -1,11 +1,14 @@
 // The worker loop: find a task, run it, publish its completion; when there is none, go idle.
 
-#include <pthread.h>  // for pthread_setname_np
+#include <pthread.h>  // for pthread_setname_np, pthread_setaffinity_np
+#include <sched.h>    // for cpu_set_t, CPU_ZERO, CPU_SET
 
 #include <algorithm>  // for std::min, std::max
 #include <array>      // for std::array
 #include <cstdlib>    // for std::abort
 #include <string>     // for std::string
+#include <system_error>  // for std::system_error, std::generic_category
+#include <vector>     // for std::vector
 
 #include "outcome.hpp"
 #include "pool_core.hpp"
@@ -58,6 +61,17 @@ void name_this_thread(const std::string& base, std::size_t index) {
 #endif
 }
 
+// Pins the calling thread to the CPU `cpus` names for worker `index`; nothing if it is empty.
+void pin_this_thread(const std::vector<int>& cpus, std::size_t index) {
+  if (cpus.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpus[index % cpus.size()], &set);  // in range: checked when the pool was built
+  if (const int error = pthread_setaffinity_np(pthread_self(), sizeof set, &set); error != 0) {
+    throw std::system_error(error, std::generic_category(), "tidepool: cannot pin a worker to its CPU");
+  }
+}
+
 }  // namespace
 
 worker* current_worker() noexcept { return this_thread_worker; }
@@ -68,8 +82,19 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
   } catch (...) {  // out of memory for the name's string: a name is cosmetic, the worker is not
   }
   this_thread_worker = w;
+  const std::size_t index = w->index;  // w is not ours to read once retire() let it go
+  const pool_options& options = core->options_;
+  auto run_hook = [&core](auto&& hook) {
+    try {
+      hook();
+    } catch (...) {  // a hook never costs a worker (pool_options::on_worker_start)
+      core->report_unhandled(std::current_exception());
+    }
+  };
+  run_hook([&] { pin_this_thread(options.cpus, index); });
+  if (options.on_worker_start) run_hook([&] { options.on_worker_start(index); });
   for (;;) {
-    if (w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w)) return;
+    if (w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w)) break;
     task_node* t = core->find_task(*w);
     if (t != nullptr) {
       core->stop_searching(*w);  // if we were woken as a searcher: pass the baton on
@@ -80,7 +105,7 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
     // that nothing submitted after resize() returned runs here. acquire, and enough: resize()
     // set `retiring` before it returned, and the task reached us (queue, or a deque through
     // the global queue) by release/acquire pairs that began after that.
-    if (t != nullptr && w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w, t)) return;
+    if (t != nullptr && w->state.load(std::memory_order_acquire) == worker_state::retiring && core->retire(*w, t)) break;
     if (t != nullptr) {
       ++w->tasks_since_idle;  // sizes the next search (parking.cpp)
       core->execute(*w, t, /*holds_slot=*/true);
@@ -89,6 +114,7 @@ void worker_main(std::shared_ptr<pool_core> core, worker* w) {
     if (!core->park(*w)) break;
   }
   this_thread_worker = nullptr;
+  if (options.on_worker_stop) run_hook([&] { options.on_worker_stop(index); });
   // `core` may be the last owner (the pool was destroyed from one of its own tasks): it is
   // released here, on the way out, after this thread has stopped using it.
 }

@@ -72,6 +72,7 @@
 #include <memory>       // for std::shared_ptr
 #include <stop_token>   // for std::stop_token
 #include <string>       // for std::string
+#include <vector>       // for std::vector (cpus)
 
 #include "tidepool/detail/asio_attachment.hpp"
 #include "tidepool/detail/submitter.hpp"
@@ -116,6 +117,21 @@ struct pool_options {
   // the worker's stack before it is moved into the task, so returning a 16 MiB object needs more
   // than 16 MiB. Below PTHREAD_STACK_MIN (16 KiB here) → std::invalid_argument.
   std::size_t stack_size = 0;
+  // Pins worker i to CPU cpus[i % cpus.size()] (pthread_setaffinity_np, at the worker's start,
+  // also for workers a resize() adds). Empty: no pinning. A CPU this process may not run on
+  // (outside its affinity mask, or not a CPU at all) → std::invalid_argument from the constructor.
+  std::vector<int> cpus;
+  // Run on the worker thread itself, with the worker's index: on_worker_start after pinning and
+  // before the worker takes its first task (this_worker_index() is that index there);
+  // on_worker_stop after its last task, once the thread has left the pool (this_worker_index()
+  // is empty there), as the thread exits (at shutdown, or when resize() retires it; a worker
+  // restarted by a later grow runs on_worker_start again, after its on_worker_stop finished).
+  // Every on_worker_stop has returned when ~pool returns (unless ~pool runs inside one of the
+  // pool's own tasks, whose worker finishes later). If one throws, the exception goes to
+  // on_unhandled_exception (or is dropped when that is empty) and the worker carries on: a
+  // worker is never lost to a hook, so every accepted task still runs.
+  std::function<void(std::size_t worker)> on_worker_start;
+  std::function<void(std::size_t worker)> on_worker_stop;
 };
 
 class task_group;

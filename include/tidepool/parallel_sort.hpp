@@ -1,0 +1,150 @@
+#pragma once
+// Sorting on a tidepool::pool: parallel_sort, a parallel merge sort.
+//
+//   tidepool::parallel_sort(pool, v.begin(), v.end());                    // ascending
+//   tidepool::parallel_sort(pool, v.begin(), v.end(), std::greater<>());  // any strict weak order
+//
+// Not stable (like std::sort). Needs random-access iterators whose values can be default
+// constructed and moved; otherwise, and for one worker or short inputs, it is std::sort.
+//
+// How: the input is cut into P pieces (P a power of four, at least twice the workers), each
+// sorted by std::sort in parallel; then log2(P) rounds of pairwise merges, from the input into a
+// buffer of the same size and back, so that an even number of rounds leaves the result in place
+// without a final copy. Every round is fully parallel however few merges it has left: a merge
+// is cut into parts at equal output positions, each part's inputs found by a binary search on
+// the two runs (the "merge path"), so the last round, one merge of everything, still keeps all
+// workers busy. Why not quicksort with a parallel partition (oneTBB's parallel_sort partitions
+// its top levels serially), or a sample sort (one scatter pass, but skewed buckets on inputs with
+// many equal keys)? Merge sort's pieces are equal by construction on any input: on two cores
+// shared with other work, balance matters more than the one extra pass over memory per round.
+//
+// Extra memory: one buffer of last - first values (default constructed; for trivial types left
+// uninitialised).
+
+#include <algorithm>    // for std::sort, std::merge
+#include <concepts>     // for std::default_initializable, std::movable
+#include <cstddef>      // for std::size_t
+#include <functional>   // for std::less
+#include <iterator>     // for std::random_access_iterator, std::iter_value_t, std::make_move_iterator
+#include <memory>       // for std::make_unique_for_overwrite
+#include <vector>       // for std::vector
+
+#include "tidepool/fork_join.hpp"
+#include "tidepool/partitioner.hpp"
+#include "tidepool/pool.hpp"
+
+namespace tidepool {
+
+namespace detail {
+
+// Below this many elements parallel_sort is std::sort: the buffer and the forks cost more.
+inline constexpr std::size_t serial_sort_below = 1 << 14;
+
+// How many of the first merge_output_position elements of merge(a, b) come from a (std::merge's
+// order: on equal keys, a's first). The smallest i whose a[i] sorts strictly after b[d - i - 1].
+template <class A, class B, class Cmp>
+std::size_t merge_path(A a, std::size_t a_size, B b, std::size_t b_size, std::size_t merge_output_position, Cmp& cmp) {
+  const std::size_t d = merge_output_position;
+  std::size_t lo = d > b_size ? d - b_size : 0;
+  std::size_t hi = d < a_size ? d : a_size;
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    if (cmp(b[d - mid - 1], a[mid])) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
+// One round: the sorted runs of `run` elements in from[0, n) merged pairwise into to[0, n),
+// every merge cut into `parts` parts of equal output size. Where each part starts in the first
+// run is found for all parts before any part moves a value: a binary search running beside a
+// merge that has already moved values out of its runs would compare moved-from values.
+template <class From, class To, class Cmp>
+void merge_round(pool& p, From from, To to, std::size_t n, std::size_t run, std::size_t parts, Cmp& cmp) {
+  const std::size_t merges = (n + 2 * run - 1) / (2 * run);
+  struct part_bounds {
+    std::size_t a_begin;   // where the merge's first run starts in `from`
+    std::size_t a_size;     // the second run follows the first
+    std::size_t out_begin;  // of this part, counted from a_begin
+    std::size_t a_from;     // how many of the first run's values come before out_begin
+  };
+  std::vector<part_bounds> bounds;
+  bounds.reserve(merges * (parts + 1));
+  for (std::size_t merge = 0; merge < merges; ++merge) {
+    const std::size_t a_begin = merge * 2 * run;
+    const std::size_t a_size = run < n - a_begin ? run : n - a_begin;
+    const std::size_t b_begin = a_begin + a_size;
+    const std::size_t b_size = run < n - b_begin ? run : n - b_begin;
+    const std::size_t total = a_size + b_size;
+    const auto a = from + static_cast<std::ptrdiff_t>(a_begin);
+    const auto b = from + static_cast<std::ptrdiff_t>(b_begin);
+    for (std::size_t part = 0; part <= parts; ++part) {  // parts + 1 boundaries
+      const std::size_t out_begin = total / parts * part + (total % parts) * part / parts;
+      bounds.push_back({a_begin, a_size, out_begin, merge_path(a, a_size, b, b_size, out_begin, cmp)});
+    }
+  }
+  parallel_for(
+      p, std::size_t{0}, merges * parts,
+      [&](std::size_t job) {
+        const part_bounds& start = bounds[job / parts * (parts + 1) + job % parts];
+        const part_bounds& stop = (&start)[1];
+        const auto at = [](auto base, std::size_t k) { return base + static_cast<std::ptrdiff_t>(k); };
+        const auto a = at(from, start.a_begin);
+        const auto b = at(a, start.a_size);
+        std::merge(std::make_move_iterator(at(a, start.a_from)), std::make_move_iterator(at(a, stop.a_from)),
+                   std::make_move_iterator(at(b, start.out_begin - start.a_from)),
+                   std::make_move_iterator(at(b, stop.out_begin - stop.a_from)), at(at(to, start.a_begin), start.out_begin), cmp);
+      },
+      simple_partitioner{1});
+}
+
+}  // namespace detail
+
+template <std::random_access_iterator It, class Cmp = std::less<>>
+void parallel_sort(pool& p, It first, It last, Cmp cmp = {}) {
+  using value = std::iter_value_t<It>;
+  const auto n = static_cast<std::size_t>(last - first);
+  if constexpr (!std::default_initializable<value> || !std::movable<value>) {
+    static_cast<void>(p);
+    std::sort(first, last, cmp);
+  } else {
+    const std::size_t workers = p.workers();
+    if (n < detail::serial_sort_below || workers == 1) {
+      std::sort(first, last, cmp);
+      return;
+    }
+    std::size_t pieces = 4;
+    while (pieces < 2 * workers) pieces *= 4;
+    const std::size_t run = (n + pieces - 1) / pieces;
+    parallel_for(
+        p, std::size_t{0}, pieces,
+        [&](std::size_t piece) {
+          const std::size_t from = piece * run < n ? piece * run : n;
+          const std::size_t to = from + run < n ? from + run : n;
+          std::sort(first + static_cast<std::ptrdiff_t>(from), first + static_cast<std::ptrdiff_t>(to), cmp);
+        },
+        simple_partitioner{1});
+    const auto buffer = std::make_unique_for_overwrite<value[]>(n);
+    bool in_buffer = false;
+    for (std::size_t width = run; width < n; width *= 2) {
+      const std::size_t merges = (n + 2 * width - 1) / (2 * width);
+      const std::size_t parts = (4 * workers + merges - 1) / merges;  // about 4 per worker in all
+      if (in_buffer) {
+        detail::merge_round(p, buffer.get(), first, n, width, parts, cmp);
+      } else {
+        detail::merge_round(p, first, buffer.get(), n, width, parts, cmp);
+      }
+      in_buffer = !in_buffer;
+    }
+    if (in_buffer) {  // an odd number of rounds: only when the last pieces were empty
+      parallel_for(
+          p, std::size_t{0}, n, [&](std::size_t k) { first[static_cast<std::ptrdiff_t>(k)] = std::move(buffer[k]); },
+          static_partitioner{});
+    }
+  }
+}
+
+}  // namespace tidepool
