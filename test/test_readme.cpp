@@ -15,6 +15,7 @@
 #include <cstddef>                       // for std::size_t
 #include <functional>                    // for std::plus
 #include <future>                        // for std::future
+#include <optional>                      // for std::optional
 #include <stop_token>                    // for std::stop_token
 #include <vector>                        // for std::vector
 
