@@ -1,6 +1,7 @@
-// Memory: what a scheduler keeps alive. tidepool against oneTBB's task_arena::enqueue,
-// boost::asio::thread_pool and a mutex + condition_variable pool, each in a process of its own
-// (tools/compare runs one benchmark per process, so freed memory of one cannot flatter another).
+// Memory: what a scheduler keeps alive. tidepool (its tasks as go() closures, and as spawned
+// coroutines: tidepool_coro) against oneTBB's task_arena::enqueue, boost::asio::thread_pool and a
+// mutex + condition_variable pool, each in a process of its own (tools/compare runs one
+// benchmark per process, so freed memory of one cannot flatter another).
 //
 //   pond110  Go pond's issue 110: 2 workers (and 10, as in pond's report), and per round a 1 MiB
 //            payload captured by 14 tasks that read it (more tasks than workers). The producer keeps at most 8 rounds
@@ -41,6 +42,7 @@
 #include "bench_main.hpp"
 #include "completion_counter.hpp"
 #include "pool_adapters.hpp"
+#include "tidepool/coro.hpp"
 
 namespace {
 
@@ -91,6 +93,24 @@ class retaining_buffer {
   std::size_t read_ = 0;
 };
 using retaining_model_pool = tidepool::perf::basic_mutex_pool<retaining_buffer>;
+
+// ---- the same tasks as spawned coroutines (issue 12) ---------------------------------------------
+
+// Each task is a coroutine spawned on the pool, and its closure is the coroutine's parameter: it
+// lives in the coroutine's frame, which must go (captures and all) as the coroutine finishes.
+struct tidepool_coro_pool {
+  tidepool::pool pool;
+  explicit tidepool_coro_pool(std::size_t workers) : pool(tidepool::perf::tidepool_pool::options(workers)) {}
+  template <class F>
+  void post(F&& f) {
+    static_cast<void>(tidepool::spawn(pool, run(std::forward<F>(f))));  // the handle is dropped: fire and forget
+  }
+  template <class F>
+  static tidepool::co_task<void> run(F f) {
+    f();
+    co_return;
+  }
+};
 
 // ---- pond110 ------------------------------------------------------------------------------------
 
@@ -295,6 +315,7 @@ void register_all() {
   register_scheduler<tidepool_pool>("tidepool[" TIDEPOOL_PERF_QUEUE "]");
 #else
   register_scheduler<tidepool_pool>("tidepool");
+  register_scheduler<tidepool_coro_pool>("tidepool_coro");
   register_scheduler<tbb_arena_pool>("tbb_enqueue");
   register_scheduler<asio_pool>("asio_pool");
   register_scheduler<mutex_pool>("mutex_pool");
