@@ -776,18 +776,8 @@ void unsupported(benchmark::State& s, const std::string& workload) {
 }
 
 void register_benchmarks(bool quick) {
-  std::vector<std::int64_t> thread_counts;
-  if (!quick) {
-    for (std::size_t t = 1; t < g_max_threads; t *= 2) thread_counts.push_back(static_cast<std::int64_t>(t));
-  }
-  thread_counts.push_back(static_cast<std::int64_t>(g_max_threads));
-
-  auto add = [&](const std::string& name, auto function) {
-    benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(name.c_str(), function);
-    b->ArgName("T");
-    for (std::int64_t threads : thread_counts) b->Arg(threads);
-    // Every repetition reaches the JSON; the console shows median, mean, stddev and cv.
-    b->UseManualTime()->Unit(benchmark::kMillisecond)->DisplayAggregatesOnly(true);
+  auto add = [quick](const std::string& name, auto function) {
+    tidepool::perf::register_per_thread_count(name, function, g_max_threads, quick);
   };
   add("fib/tidepool", BM_Fib_Tidepool);
   add("fib/tidepool_coro", BM_Fib_TidepoolCoro);

@@ -7,6 +7,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstddef>  // for std::size_t
+#include <cstdint>  // for std::int64_t
 #include <cstdio>   // for std::printf
 #include <cstring>  // for std::strcmp, std::strncmp, std::strlen
 #include <string>   // for std::string, std::stoull
@@ -30,6 +31,20 @@ struct main_options {
   // --benchmark_min_time in quick mode, unless given (seconds, e.g. "0.05").
   const char* quick_min_time = nullptr;
 };
+
+// Registers `name` once per thread count: 1, 2, 4, ... below max_threads, and max_threads (only
+// max_threads in quick mode); the argument is named T. Every repetition reaches the JSON, the
+// console shows median, mean, stddev and cv.
+template <class Function>
+void register_per_thread_count(const std::string& name, Function function, std::size_t max_threads, bool quick) {
+  benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(name.c_str(), function);
+  b->ArgName("T");
+  if (!quick) {
+    for (std::size_t t = 1; t < max_threads; t *= 2) b->Arg(static_cast<std::int64_t>(t));
+  }
+  b->Arg(static_cast<std::int64_t>(max_threads));
+  b->UseManualTime()->Unit(benchmark::kMillisecond)->DisplayAggregatesOnly(true);
+}
 
 inline int benchmark_main(int argc, char** argv, size_flag size, summary_reporter& reporter,
                           main_options options = {}) {
