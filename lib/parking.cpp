@@ -19,7 +19,9 @@
 //     a burst of submissions costs one futex wake, not one per task.
 //   * A searcher that finds a task stops searching; if it was the last searcher and more work
 //     is in sight, it wakes one more sleeper: nobody else is looking.
-//     A woken worker is a searcher, so the chain continues as long as work is found.
+//     A woken worker is a searcher, so the chain continues as long as work is found. So is a
+//     worker whose last look before sleeping saw work and kept it up: the submitters of that
+//     work may have counted on it as a searcher and woken nobody (parking_handshake.hpp).
 //
 // No lost wake-ups. A parking worker leaves unparked_ (a seq_cst read-modify-write) and then
 // looks at every queue once more; a submitter publishes its task (a seq_cst read-modify-write
@@ -143,7 +145,12 @@ bool pool_core::park(worker& w) noexcept {
     // Work arrived while we were announcing ourselves (or we are to exit).
     return work_visible() || shutting_down || retiring;
   });
-  if (!sleep) return retiring || !(shutting_down && !work_visible());
+  if (!sleep) {
+    const bool keep_working = retiring || !(shutting_down && !work_visible());
+    // Leaving for good: the handshake made us a searcher again, and nobody else should count on it.
+    if (!keep_working) (void)handshake().stop_searching(w, [] { return false; });
+    return keep_working;
+  }
 
   w.counters.parks.add();
   // acquire: pairs with the waker's release, so what it set for us (searching) is visible.

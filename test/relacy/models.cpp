@@ -306,6 +306,14 @@ struct queue_across_segments : rl::test_suite<queue_across_segments, 3> {
 //     where a missed flag costs nothing, and the mutant was caught only after 172,434 random
 //     schedules (with the two tasks' levels the other way round, not in 3,000,000). With it, a
 //     worker can be on its way to sleep, or asleep, as a task comes: caught after 148.
+//   parking_blocking_tasks: as parking_levels' submitter (two tasks into the single queue, each
+//   maybe after a worker announced that it parks), but a task holds its worker until every task
+//   has been taken, as a task that blocks does: each needs a worker of its own, so a worker left
+//   asleep while the other runs and a task waits is a deadlock. "Eventually taken" is not enough
+//   there: the worker that saw the work must also make sure enough others are woken for it.
+//   It caught a worker that stayed awake for the tasks its last look saw, took one as a
+//   non-searcher, and left the other queued with the other worker asleep
+//   (mutant parking_stay_without_searching).
 //   Not modelled: the in_transit counters (batch_leaving, batch_arrived around a batch moved
 //   into an inbox). waiting_levels() only adds a level while a batch is in transit, so they can
 //   keep a worker awake longer, never let it sleep past a task; the batch itself lands in an
@@ -386,8 +394,8 @@ struct level_queues {
 // QueueItems tasks go into the queue (one submitter), and one more into a deque if DequeItem
 // (another submitter). If WaitForParker, the queue submitter, before each task, chooses at
 // random to submit at once or to wait until a worker has announced that it parks.
-template <class Queue, int QueueItems, bool DequeItem, bool WaitForParker = false>
-struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem, WaitForParker>,
+template <class Queue, int QueueItems, bool DequeItem, bool WaitForParker = false, bool BlockingTasks = false>
+struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem, WaitForParker, BlockingTasks>,
                                       2 + (QueueItems != 0 ? 1 : 0) + (DequeItem ? 1 : 0)> {
   static constexpr unsigned workers = 2;
   static constexpr std::uint32_t max_searchers = 2;  // lib/parking.cpp's for two workers
@@ -405,10 +413,15 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
   tidepool::detail::atomic<int> taken_total{0};
   tidepool::detail::atomic<bool> shut_down{false};
 
+  // BlockingTasks: every task holds its worker until all tasks have been taken (a rendezvous).
+  rl::semaphore<parking_model> all_taken;
+
   parking_model() {
     fill(items);
     sleepers.reserve(workers);  // as the pool reserves: parking never allocates
+    all_taken.init(false, 0, workers, $);
   }
+  ~parking_model() { all_taken.deinit($); }
 
   parking_handshake<model_sleeper, model_mutex> handshake() { return {searching, unparked, idle_mutex, sleepers}; }
 
@@ -436,9 +449,18 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
 
   void run(item* it) {
     taken.take(it);
-    if (taken_total.fetch_add(1, std::memory_order_seq_cst) + 1 < items_count) return;
+    if (taken_total.fetch_add(1, std::memory_order_seq_cst) + 1 < items_count) {
+      // A blocking task waits for the others to start: each needs a worker of its own, so a
+      // worker left asleep while a task waits in a queue is a deadlock Relacy reports.
+      if (BlockingTasks) all_taken.wait(false, false, $);
+      return;
+    }
     shut_down.store(true, std::memory_order_seq_cst);
     handshake().wake_all([](model_sleeper& sleeper) { sleeper.wake(); });
+    if (BlockingTasks) {
+      unsigned before = 0;
+      all_taken.post(items_count - 1, before, $);
+    }
   }
 
   void work(model_sleeper& w) {
@@ -496,6 +518,8 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
 struct parking_no_lost_wakeup : parking_model<single_queue, 2, true> {};
 struct parking_deque_publish : parking_model<single_queue, 0, true> {};
 struct parking_levels : parking_model<level_queues, 2, false, /*WaitForParker=*/true> {};
+struct parking_blocking_tasks
+    : parking_model<single_queue, 2, false, /*WaitForParker=*/true, /*BlockingTasks=*/true> {};
 
 // ---- Subpool hand-off: no task stranded, never more than the limit running. --------------
 // The real detail/runner_slots.hpp (every decision on a subpool's slot count) over the real
@@ -728,6 +752,7 @@ constexpr mutant_name mutants[] = {
     {"parking_recheck_before_leaving_unparked", mutant::parking_recheck_before_leaving_unparked},
     {"parking_wake_check_relaxed", mutant::parking_wake_check_relaxed},
     {"parking_recheck_without_fence", mutant::parking_recheck_without_fence},
+    {"parking_stay_without_searching", mutant::parking_stay_without_searching},
     {"subpool_no_recheck_after_give_back", mutant::subpool_no_recheck_after_give_back},
     {"subpool_take_before_publish", mutant::subpool_take_before_publish},
     {"subpool_take_slot_without_cas", mutant::subpool_take_slot_without_cas},
@@ -750,6 +775,8 @@ bool run_model(const std::string& model, bool expect_failure) {
   // minute): 200,000 random schedules, 3 s each (1,000,000 by hand: 14 s each, passed).
   // parking_levels (three threads, but three queues with their hazard domains; bound 1 did not
   // finish in 5 minutes): 200,000 random schedules, 6 s (2,000,000 by hand: 60 s, passed).
+  // parking_blocking_tasks (three threads; bound 2 did not finish in 5 minutes): 200,000 random
+  // schedules, 4 s; its mutant is caught after about 29,000.
   if (model == "deque_owner_and_thieves") {
     return run<deque_owner_and_thieves>(model.c_str(), {rl::sched_bound, 2}, expect_failure);
   }
@@ -769,6 +796,9 @@ bool run_model(const std::string& model, bool expect_failure) {
   if (model == "parking_levels") {
     const light_fence_as_compiler_barrier production_fences;
     return run<parking_levels>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
+  }
+  if (model == "parking_blocking_tasks") {
+    return run<parking_blocking_tasks>(model.c_str(), {rl::sched_random, 200'000}, expect_failure);
   }
   if (model == "subpool_hand_off") return run<subpool_hand_off>(model.c_str(), {rl::sched_bound, 1}, expect_failure);
   if (model == "subpool_two_submitters") {

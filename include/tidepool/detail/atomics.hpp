@@ -58,6 +58,7 @@ enum class mutant : int {
   parking_recheck_before_leaving_unparked,  // park: the last look at the queues comes before the announcement
   parking_wake_check_relaxed,               // submitter: searching/unparked read relaxed after a queue's RMW
   parking_recheck_without_fence,            // park: no fence between leaving unparked and the last look
+  parking_stay_without_searching,           // park: a worker that stays for work it saw does not search again
   subpool_no_recheck_after_give_back,  // runner: gives its slot back and does not look at the queue again
   subpool_take_before_publish,         // submitter: tries to take a slot before its task is in the queue
   subpool_take_slot_without_cas,       // submitter: takes a slot with a load and a store, not a CAS

@@ -91,7 +91,16 @@ class parking_handshake {
   // (and at whatever else must keep the worker up). If that says "stay", the worker takes itself
   // off the list, unless a waker already did: then the wake-up is on its way and must be
   // consumed. True: sleep until woken (a waker took or will take it off the list). False: it is
-  // off the list and counted unparked again; go on working.
+  // off the list, counted unparked again, and a searcher again; go on working.
+  //
+  // Why a searcher again: what the last look saw may be several tasks, published by submitters
+  // that saw this worker searching and so woke nobody. The worker takes one of them and then
+  // runs it, maybe for long; the others need someone to wake a sleeper. As a searcher, the task
+  // it takes ends its search through stop_searching, which, for the last searcher, looks at the
+  // queues again and wakes one more (the baton). Staying as a plain worker instead left them
+  // queued behind a running task with workers asleep, for as long as that task ran (the
+  // parking_blocking_tasks model, whose tasks hold their workers, found it; so did a burst of
+  // blocking tasks on a 4-worker pool, in about 1 round in 8,000).
   template <class StayAwake>
   [[nodiscard]] bool park_or_stay(Sleeper& w, StayAwake&& stay_awake) noexcept {
     // The mutant looks before it announces itself: a task published in between, by a submitter
@@ -119,6 +128,10 @@ class parking_handshake {
     if (it == sleepers_.end()) return true;  // a waker took us off the list: its wake-up is ours to consume
     sleepers_.erase(it);
     unparked_.fetch_add(1, std::memory_order_seq_cst);
+    if (!mutated(mutant::parking_stay_without_searching)) {
+      w.searching = true;
+      searching_.fetch_add(1, std::memory_order_seq_cst);
+    }
     return false;
   }
 
