@@ -3,9 +3,9 @@
 // A worker that finds no task becomes a *searcher*: it keeps looking for a bounded time that
 // adapts to how soon work has been arriving (see adaptive_search_ns), because work often arrives
 // within microseconds. Then it parks: it sleeps on a futex word of its own until another thread
-// wakes it. At most half the workers (at least two) search at once, so an idle pool does not
-// have every core spinning (the rule of Go's and Tokio's schedulers; this file follows Tokio's
-// design).
+// wakes it. At most half the workers (at least two) start a search of their own accord, so an
+// idle pool does not have every core spinning (the rule of Go's and Tokio's schedulers; this file
+// follows Tokio's design); a worker woken for work, or kept up by work it saw, searches anyway.
 //
 // State: searching_ counts searchers; unparked_ counts workers not on the sleepers list. Both
 // are written only when a worker changes state, and read by every submission, so their line is

@@ -505,6 +505,28 @@ TEST(Pool, BurstOfTasksWakesEnoughParkedWorkers) {
   }
 }
 
+TEST(Pool, BurstSubmittedFromATaskWakesEnoughParkedWorkers) {
+  // The same from inside the pool: a task submits the others (to the global queue, from a
+  // worker) and then blocks with them, so every worker but its own must be woken for the burst.
+  constexpr std::size_t workers = 4;
+  pool p(with_workers(workers));
+  const int rounds = static_cast<int>(stress_count(300, 50));
+  for (int round = 0; round < rounds; ++round) {
+    p.submit([] {}).get();
+    std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50 + (round % 5) * (round % 3) * 300));
+    std::latch rendezvous(workers);
+    std::atomic<std::size_t> arrived_in_time{0};
+    auto meet = [&] { arrived_in_time += arrive_and_wait_for(rendezvous, 5000ms) ? 1 : 0; };
+    std::vector<tidepool::task<void>> others;
+    p.submit([&] {
+       for (std::size_t i = 1; i < workers; ++i) others.push_back(p.submit(meet));
+       meet();
+     }).get();
+    for (auto& t : others) t.get();  // the latch and the counter outlive every task that uses them
+    ASSERT_EQ(arrived_in_time.load(), workers) << "round " << round << ": a task waited while a worker slept";
+  }
+}
+
 TEST(Pool, IdleWorkersParkAndUseAlmostNoCpu) {
   pool p(with_workers(2));
   for (int i = 0; i < 100; ++i) p.submit([] {}).get();
