@@ -10,6 +10,7 @@
 #include <cstddef>    // for std::size_t, std::byte
 #include <cstdint>    // for std::uintptr_t
 #include <mutex>      // for std::mutex, std::lock_guard
+#include <string>     // for std::string
 #include <new>        // for ::operator new, ::operator delete, placement new
 #include <vector>     // for std::vector
 
@@ -168,19 +169,17 @@ void free_frame(void* frame, std::size_t bytes) noexcept {
   push(kept, frame);
 }
 
-bool push_local_job(task_node* job) noexcept {
-  worker* const w = current_worker();
-  return w != nullptr && spawn(*w, job);
-}
+worker* this_thread_worker() noexcept { return current_worker(); }
 
-task_node* take_back_local_job(task_ops_fn ops) noexcept {
-  worker* const w = current_worker();
-  if (w == nullptr || w->deque.empty_estimate()) return nullptr;
-  task_node* const newest = w->deque.pop();
+bool push_local_job(worker* w, task_node* job) noexcept { return w != nullptr && spawn(*w, job); }
+
+task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept {
+  if (w.deque.empty_estimate()) return nullptr;
+  task_node* const newest = w.deque.pop();
   if (newest == nullptr || newest->ops == ops) return newest;
   // Something else: back where it was (the slot we just emptied, so the push cannot fail). It
   // was never out of sight of the wake-up decisions: no new work appeared.
-  static_cast<void>(w->deque.push(newest));
+  static_cast<void>(w.deque.push(newest));
   return nullptr;
 }
 
@@ -190,8 +189,6 @@ bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
   post_internal_job(core, make_task_node<resume_coroutine, void>(resume_coroutine{suspended}, task_kind::internal_job));
   return true;
 }
-
-bool on_a_worker() noexcept { return current_worker() != nullptr; }
 
 namespace {
 // Below this address the thread has used more than half of its stack; 0: not known yet.
@@ -222,9 +219,13 @@ std::coroutine_handle<> post_to_this_worker(std::coroutine_handle<> next) noexce
   } catch (...) {
     return next;
   }
-  if (push_local_job(job)) return std::noop_coroutine();
+  if (push_local_job(current_worker(), job)) return std::noop_coroutine();
   release_task_node(job);
   return next;
+}
+
+void throw_empty_co_task(const char* who) {
+  throw error(std::string("tidepool: ") + who + ": the co_task is empty (default-constructed, moved from, or started already)");
 }
 
 namespace {

@@ -19,14 +19,19 @@ struct resume_coroutine {
   void operator()() const { suspended.resume(); }
 };
 
-// Puts `job` on the deque of the calling thread's worker (of any pool), newest first for that
-// worker, oldest first for thieves, with the same wake-up policy as parallel_invoke's spawn.
-// False, with `job` untouched, if the thread is no worker or its deque is full.
-[[nodiscard]] bool push_local_job(task_node* job) noexcept;
-// The newest job on the calling thread's worker's deque if its ops are `ops` (the caller now
-// owns it: it is out of the deque); null if the thread is no worker, or the deque is empty or
-// its newest job is of another kind (which stays where it was).
-[[nodiscard]] task_node* take_back_local_job(task_ops_fn ops) noexcept;
+struct worker;
+// The calling thread's worker (of any pool), or null. Callers that push and take back several
+// jobs in a row look it up once; none keeps it across a suspension (see coro_frame_allocator.hpp
+// on clang and thread-locals).
+[[nodiscard]] worker* this_thread_worker() noexcept;
+// Puts `job` on w's deque, newest first for that worker, oldest first for thieves, with the same
+// wake-up policy as parallel_invoke's spawn. False, with `job` untouched, if `w` is null (the
+// thread is no worker) or its deque is full.
+[[nodiscard]] bool push_local_job(worker* w, task_node* job) noexcept;
+// The newest job on w's deque if its ops are `ops` (the caller now owns it: it is out of the
+// deque); null if the deque is empty or its newest job is of another kind (which stays where it
+// was).
+[[nodiscard]] task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept;
 // Posts a job resuming `suspended` to a worker of `p` (this thread's deque if it is one of p's
 // workers, else p's global queue). False, posting nothing, if `p` is stopped. Throws
 // std::bad_alloc.
@@ -58,6 +63,6 @@ inline constexpr bool transfers_are_tail_calls = false;
 }
 
 // Whether the calling thread is a worker of some tidepool pool.
-[[nodiscard]] bool on_a_worker() noexcept;
+[[nodiscard]] inline bool on_a_worker() noexcept { return this_thread_worker() != nullptr; }
 
 }  // namespace tidepool::detail
