@@ -169,11 +169,75 @@ void free_frame(void* frame, std::size_t bytes) noexcept {
   push(kept, frame);
 }
 
-worker* this_thread_worker() noexcept { return current_worker(); }
+worker* calling_worker() noexcept { return current_worker(); }
 
 bool push_local_job(worker* w, task_node* job) noexcept { return w != nullptr && spawn(*w, job); }
 
+namespace {
+
+// The when_all jobs this thread keeps to itself, offered to nobody yet (coro_when_all.hpp says
+// when): a ring, oldest first. They are all newer than what this thread's deque holds, except
+// when code other than when_all pushed onto the deque meanwhile (a parallel_invoke inside a
+// co_task), which changes only the order in which the worker takes them.
+// 64: a when_all tree keeps about log2(children) per level of its recursion; past that the
+// jobs go to the deque as they would without the ring.
+constexpr std::uint32_t kept_jobs_capacity = 64;
+struct kept_jobs {
+  task_node* jobs[kept_jobs_capacity];
+  std::uint32_t oldest;
+  std::uint32_t count;
+
+  void keep(task_node* job) noexcept {
+    jobs[(oldest + count) % kept_jobs_capacity] = job;
+    ++count;
+  }
+  task_node* take_newest() noexcept {
+    --count;
+    return jobs[(oldest + count) % kept_jobs_capacity];
+  }
+  task_node* take_oldest() noexcept {
+    task_node* const job = jobs[oldest];
+    oldest = (oldest + 1) % kept_jobs_capacity;
+    --count;
+    return job;
+  }
+};
+constinit thread_local kept_jobs this_thread_kept_jobs{};
+
+// Onto w's deque, or, if it is full, run here (as child_job::offer does).
+void offer_oldest_kept(worker& w, kept_jobs& kept) noexcept {
+  task_node* const job = kept.take_oldest();
+  if (!spawn(w, job)) job->ops(job, task_op::run);
+}
+
+}  // namespace
+
+bool keeps_offered_jobs(worker& w) noexcept {
+  return this_thread_kept_jobs.count < kept_jobs_capacity && !w.deque.empty_estimate();
+}
+
+bool offer_local_job(worker* w, task_node* job) noexcept {
+  if (w == nullptr) return false;
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (w->deque.empty_estimate()) {
+    // Nothing is waiting for a thief: offer the oldest job (the biggest range), as a worker
+    // splitting a parallel_reduce range does when its deque is empty.
+    if (kept.count == 0) return spawn(*w, job);
+    offer_oldest_kept(*w, kept);
+  }
+  if (kept.count == kept_jobs_capacity) return spawn(*w, job);
+  kept.keep(job);
+  return true;
+}
+
 task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept {
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (kept.count > 0) {
+    task_node* const newest = kept.take_newest();  // a when_all job: the only kind kept
+    // A thief took what was on the deque: give it the next.
+    if (kept.count > 0 && w.deque.empty_estimate()) offer_oldest_kept(w, kept);
+    return newest;
+  }
   if (w.deque.empty_estimate()) return nullptr;
   task_node* const newest = w.deque.pop();
   if (newest == nullptr || newest->ops == ops) return newest;
@@ -181,6 +245,14 @@ task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept {
   // was never out of sight of the wake-up decisions: no new work appeared.
   static_cast<void>(w.deque.push(newest));
   return nullptr;
+}
+
+void offer_kept_jobs() noexcept {
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (kept.count == 0) return;
+  worker* const w = current_worker();  // non-null: jobs are kept only on a worker
+  // A job run here because the deque is full may keep jobs of its own; they go too.
+  while (kept.count > 0) offer_oldest_kept(*w, kept);
 }
 
 bool post_resumption(pool& p, std::coroutine_handle<> suspended) {

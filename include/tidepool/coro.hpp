@@ -385,7 +385,9 @@ class when_all_vector_awaitable {
 };
 
 // co_await when_all(a, b, ...): starts every co_task, the first on this thread at once and the
-// others as jobs that idle workers may steal, and resumes when all have finished (on the worker
+// others as jobs that idle workers may steal (while the worker has work waiting for thieves
+// already, it keeps them, and offers them when a thief took that work or the coroutine
+// suspends: detail/coro_when_all.hpp), and resumes when all have finished (on the worker
 // that finished last), with their results in argument order: std::tuple<T...>, a void co_task
 // giving std::monostate in its place. If any threw, the exception of the earliest argument
 // that threw is rethrown, after all have finished (the others' results are dropped).

@@ -5,16 +5,28 @@
 // Every child has room for a job node of its own, embedded in the when_all's state in the
 // parent's frame (task_kind::embedded_job: the worker never touches it after its run, so the run
 // may end the frame's life), constructed when it is offered, holding a range of children to
-// start. The parent, suspending, offers the job of child 1 with the range 1 .. N-1 on its
-// worker's deque and transfers to child 0 at once (on the parent's thread, no queue involved). A job whose range holds several children splits it:
-// it offers the job of the first child of the upper half, with that half, and keeps the lower
-// half, down to its own child, which it resumes. So each child's node is offered at most once,
-// the deque holds O(log N) jobs per when_all however many children there are, thieves take the
-// biggest ranges first, and forking allocates nothing.
-// A child that finishes while others are still running takes the newest job of its worker's
-// deque back if it is a when_all job (usually its own siblings, not stolen) and transfers to
-// it, else returns to its worker's loop; the last to finish resumes the parent by symmetric
-// transfer (join_counter). Nobody blocks and nobody helps.
+// start. The parent, suspending, offers the job of child 1 with the range 1 .. N-1 and transfers
+// to child 0 at once (on the parent's thread, no queue involved). A job whose range holds
+// several children splits it: it offers the job of the first child of the upper half, with that
+// half, and keeps the lower half, down to its own child, which it resumes. So each child's node
+// is offered at most once, thieves take the biggest ranges first, and forking allocates nothing.
+//
+// Offered where (lazy splitting, as parallel_reduce's auto_partitioner does it): onto the
+// worker's deque if the deque is empty, where a thief can take it; but while the deque already
+// holds a job that no thief has taken, a thief would take that one first, so the job is kept on
+// the worker's thread instead (lib/coro.cpp: a small ring, no fences), and a range is not split
+// any more but kept whole. A kept job is offered on the deque as soon as the deque is seen empty
+// (by the next offer or take-back on that thread: a thief took what was there), and every kept
+// job is offered when the worker's run returns (pool_core::execute), whatever the coroutine
+// suspended on: no kept child waits behind a coroutine that is suspended. What stays possible: a
+// child that waits for a sibling without suspending (spinning, blocking a worker) may wait for a
+// sibling its worker kept, until the worker's next run.
+//
+// A child that finishes while others are still running takes back the newest job its worker
+// kept, else the newest job of its worker's deque if it is a when_all job (usually its own
+// siblings, not stolen), and transfers to it, else returns to its worker's loop; the last to
+// finish resumes the parent by symmetric transfer (join_counter). Nobody blocks and nobody
+// helps.
 //
 // Off a worker thread (possible only for a coroutine type other than co_task awaiting
 // when_all), or when the deque is full, a job runs at once on the offering thread instead: the
@@ -56,7 +68,7 @@ struct child_job : task_node {
   static void offer(join_counter& join, std::uint32_t first, std::uint32_t end, worker* w) noexcept;
 
   static void run(task_node* node, task_op op) noexcept {
-    if (op == task_op::run) static_cast<child_job*>(node)->split(this_thread_worker()).resume();  // embedded jobs only run
+    if (op == task_op::run) static_cast<child_job*>(node)->split(calling_worker()).resume();  // embedded jobs only run
   }
 
   // The newest job on w's deque if it is a when_all child's (the caller runs it).
@@ -75,11 +87,11 @@ union child_job_slot {
 // when_all's count of unfinished children; the last child to finish resumes the parent.
 //
 // The count is touched by several threads only when some child was stolen. A child that
-// finishes first looks at its worker's newest job: if that is its own when_all's range of
-// children, never started, and the count says nobody else is unfinished, then no other thread
-// refers to the count, and the range runs here next: the count is set, not decremented, and the
-// last child sees 1 and needs no read-modify-write either. The two-child case (fib) thus costs
-// no locked instruction when nothing is stolen.
+// finishes looks at its worker's newest job: if that is its own when_all's range of children,
+// never started, and the count says nobody else is unfinished, then no other thread refers to
+// the count, and the range runs here next: the count is set, not decremented, and the last child
+// sees 1 and needs no read-modify-write either. A range kept whole (see above) is always that
+// case, and so is the two-child case (fib): no locked instruction when nothing is stolen.
 struct join_counter {
   std::atomic<std::uint32_t> unfinished{0};
   std::coroutine_handle<> parent;
@@ -92,7 +104,7 @@ struct join_counter {
     // or the store below) happen-before the parent, which we resume, reads them.
     const std::uint32_t left = unfinished.load(std::memory_order_acquire);
     if (left == 1) return transfer_to(parent);  // we are the only one unfinished: nobody else touches it
-    worker* const w = this_thread_worker();  // once: the take-back and the split's offers share it
+    worker* const w = calling_worker();  // once: the take-back and the split's offers share it
     child_job* const job = w != nullptr ? child_job::take_back_newest(*w) : nullptr;
     if (job == nullptr) return count_out(std::noop_coroutine());  // back to the worker's loop
     if (job->join == this && left == job->last - job->first + 1) {
@@ -122,6 +134,12 @@ struct join_counter {
 inline std::coroutine_handle<> child_job::split(worker* w) noexcept {
   std::uint32_t end = last;
   while (end - first > 1) {
+    if (w != nullptr && keeps_offered_jobs(*w)) {
+      // A job already waits for a thief: the rest is kept here whole, so that the child that
+      // finishes next takes all of it back and, the join's only user, counts with a plain store.
+      offer(*join, first + 1, end, w);
+      break;
+    }
     const std::uint32_t middle = first + (end - first) / 2;
     offer(*join, middle, end, w);
     end = middle;
@@ -134,7 +152,7 @@ inline void child_job::offer(join_counter& join, std::uint32_t first, std::uint3
   // by the child that took it (child_finished). The deque's push publishes the fields to a
   // thief (release fence in the push).
   child_job* const job = ::new (static_cast<void*>(&join.jobs[first].job)) child_job(join, first, end);
-  if (!push_local_job(w, job)) run(job, task_op::run);
+  if (!offer_local_job(w, job)) run(job, task_op::run);
 }
 
 // Starts children 1 .. n-1 as stealable jobs and returns children[0], to transfer to; every
@@ -147,7 +165,7 @@ inline std::coroutine_handle<> start_when_all(std::coroutine_handle<>* children,
   // relaxed: the children are started below, by the push that publishes the join (release in
   // the deque) or on this thread.
   join.unfinished.store(n, std::memory_order_relaxed);
-  if (n > 1) child_job::offer(join, 1, n, this_thread_worker());
+  if (n > 1) child_job::offer(join, 1, n, calling_worker());
   return transfer_to(children[0]);
 }
 
