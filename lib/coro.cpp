@@ -169,8 +169,6 @@ void free_frame(void* frame, std::size_t bytes) noexcept {
   push(kept, frame);
 }
 
-worker* calling_worker() noexcept { return current_worker(); }
-
 bool push_local_job(worker* w, task_node* job) noexcept { return w != nullptr && spawn(*w, job); }
 
 namespace {
@@ -212,8 +210,11 @@ void offer_oldest_kept(worker& w, kept_jobs& kept) noexcept {
 
 }  // namespace
 
-bool keeps_offered_jobs(worker& w) noexcept {
-  return this_thread_kept_jobs.count < kept_jobs_capacity && !w.deque.empty_estimate();
+bool keep_local_job(worker& w, task_node* job) noexcept {
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (kept.count == kept_jobs_capacity || w.deque.empty_estimate()) return false;
+  kept.keep(job);
+  return true;
 }
 
 bool offer_local_job(worker* w, task_node* job) noexcept {

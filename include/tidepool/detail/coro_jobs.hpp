@@ -20,10 +20,10 @@ struct resume_coroutine {
 };
 
 struct worker;
-// The calling thread's worker (of any pool), or null. Callers that push and take back several
-// jobs in a row look it up once; none keeps it across a suspension (see coro_frame_allocator.hpp
-// on clang and thread-locals).
-[[nodiscard]] worker* calling_worker() noexcept;
+// The calling thread's worker (of any pool), or null (lib/worker.cpp). Callers that push and
+// take back several jobs in a row look it up once; none keeps it across a suspension (see
+// coro_frame_allocator.hpp on clang and thread-locals).
+worker* current_worker() noexcept;
 // Puts `job` on w's deque, newest first for that worker, oldest first for thieves, with the same
 // wake-up policy as parallel_invoke's spawn. False, with `job` untouched, if `w` is null (the
 // thread is no worker) or its deque is full.
@@ -32,8 +32,8 @@ struct worker;
 // no thief has taken, keeps it on this thread unoffered: the thread takes it back (or offers it)
 // later, without the deque's fences. False, with `job` untouched, as for push_local_job.
 [[nodiscard]] bool offer_local_job(worker* w, task_node* job) noexcept;
-// Whether offer_local_job would keep a job now.
-[[nodiscard]] bool keeps_offered_jobs(worker& w) noexcept;
+// Keeps `job` as offer_local_job would, if it would: true if kept, else false (`job` untouched).
+[[nodiscard]] bool keep_local_job(worker& w, task_node* job) noexcept;
 // The newest job this thread kept, else the newest job on w's deque if its ops are `ops` (the
 // caller now owns it: it is out of the deque); null if the deque is empty or its newest job is
 // of another kind (which stays where it was).
@@ -72,6 +72,6 @@ inline constexpr bool transfers_are_tail_calls = false;
 }
 
 // Whether the calling thread is a worker of some tidepool pool.
-[[nodiscard]] inline bool on_a_worker() noexcept { return calling_worker() != nullptr; }
+[[nodiscard]] inline bool on_a_worker() noexcept { return current_worker() != nullptr; }
 
 }  // namespace tidepool::detail

@@ -66,9 +66,11 @@ struct child_job : task_node {
   // Puts the job of children [first, end) on w's deque (or, off a worker or with the deque full,
   // runs it here).
   static void offer(join_counter& join, std::uint32_t first, std::uint32_t end, worker* w) noexcept;
+  // The job of children [first, end), built in its slot, not offered yet.
+  static child_job* place(join_counter& join, std::uint32_t first, std::uint32_t end) noexcept;
 
   static void run(task_node* node, task_op op) noexcept {
-    if (op == task_op::run) static_cast<child_job*>(node)->split(calling_worker()).resume();  // embedded jobs only run
+    if (op == task_op::run) static_cast<child_job*>(node)->split(current_worker()).resume();  // embedded jobs only run
   }
 
   // The newest job on w's deque if it is a when_all child's (the caller runs it).
@@ -104,7 +106,7 @@ struct join_counter {
     // or the store below) happen-before the parent, which we resume, reads them.
     const std::uint32_t left = unfinished.load(std::memory_order_acquire);
     if (left == 1) return transfer_to(parent);  // we are the only one unfinished: nobody else touches it
-    worker* const w = calling_worker();  // once: the take-back and the split's offers share it
+    worker* const w = current_worker();  // once: the take-back and the split's offers share it
     child_job* const job = w != nullptr ? child_job::take_back_newest(*w) : nullptr;
     if (job == nullptr) return count_out(std::noop_coroutine());  // back to the worker's loop
     if (job->join == this && left == job->last - job->first + 1) {
@@ -134,12 +136,9 @@ struct join_counter {
 inline std::coroutine_handle<> child_job::split(worker* w) noexcept {
   std::uint32_t end = last;
   while (end - first > 1) {
-    if (w != nullptr && keeps_offered_jobs(*w)) {
-      // A job already waits for a thief: the rest is kept here whole, so that the child that
-      // finishes next takes all of it back and, the join's only user, counts with a plain store.
-      offer(*join, first + 1, end, w);
-      break;
-    }
+    // While a job already waits for a thief, the rest is kept here whole, so that the child that
+    // finishes next takes all of it back and, the join's only user, counts with a plain store.
+    if (w != nullptr && keep_local_job(*w, place(*join, first + 1, end))) break;
     const std::uint32_t middle = first + (end - first) / 2;
     offer(*join, middle, end, w);
     end = middle;
@@ -151,8 +150,12 @@ inline void child_job::offer(join_counter& join, std::uint32_t first, std::uint3
   // A slot is offered at most once at a time: by the split that owns its range, or put back
   // by the child that took it (child_finished). The deque's push publishes the fields to a
   // thief (release fence in the push).
-  child_job* const job = ::new (static_cast<void*>(&join.jobs[first].job)) child_job(join, first, end);
+  child_job* const job = place(join, first, end);
   if (!offer_local_job(w, job)) run(job, task_op::run);
+}
+
+inline child_job* child_job::place(join_counter& join, std::uint32_t first, std::uint32_t end) noexcept {
+  return ::new (static_cast<void*>(&join.jobs[first].job)) child_job(join, first, end);
 }
 
 // Starts children 1 .. n-1 as stealable jobs and returns children[0], to transfer to; every
@@ -165,7 +168,7 @@ inline std::coroutine_handle<> start_when_all(std::coroutine_handle<>* children,
   // relaxed: the children are started below, by the push that publishes the join (release in
   // the deque) or on this thread.
   join.unfinished.store(n, std::memory_order_relaxed);
-  if (n > 1) child_job::offer(join, 1, n, calling_worker());
+  if (n > 1) child_job::offer(join, 1, n, current_worker());
   return transfer_to(children[0]);
 }
 
