@@ -10,6 +10,7 @@
 #include <cstddef>    // for std::size_t, std::byte
 #include <cstdint>    // for std::uintptr_t
 #include <mutex>      // for std::mutex, std::lock_guard
+#include <string>     // for std::string
 #include <new>        // for ::operator new, ::operator delete, placement new
 #include <vector>     // for std::vector
 
@@ -168,20 +169,91 @@ void free_frame(void* frame, std::size_t bytes) noexcept {
   push(kept, frame);
 }
 
-bool push_local_job(task_node* job) noexcept {
-  worker* const w = current_worker();
-  return w != nullptr && spawn(*w, job);
+bool push_local_job(worker* w, task_node* job) noexcept { return w != nullptr && spawn(*w, job); }
+
+namespace {
+
+// The when_all jobs this thread keeps to itself, offered to nobody yet (coro_when_all.hpp says
+// when): a ring, oldest first. They are all newer than what this thread's deque holds, except
+// when code other than when_all pushed onto the deque meanwhile (a parallel_invoke inside a
+// co_task), which changes only the order in which the worker takes them.
+// 64: a when_all tree keeps about log2(children) per level of its recursion; past that the
+// jobs go to the deque as they would without the ring.
+constexpr std::uint32_t kept_jobs_capacity = 64;
+struct kept_jobs {
+  task_node* jobs[kept_jobs_capacity];
+  std::uint32_t oldest;
+  std::uint32_t count;
+
+  void keep(task_node* job) noexcept {
+    jobs[(oldest + count) % kept_jobs_capacity] = job;
+    ++count;
+  }
+  task_node* take_newest() noexcept {
+    --count;
+    return jobs[(oldest + count) % kept_jobs_capacity];
+  }
+  task_node* take_oldest() noexcept {
+    task_node* const job = jobs[oldest];
+    oldest = (oldest + 1) % kept_jobs_capacity;
+    --count;
+    return job;
+  }
+};
+constinit thread_local kept_jobs this_thread_kept_jobs{};
+
+// Onto w's deque, or, if it is full, run here (as child_job::offer does).
+void offer_oldest_kept(worker& w, kept_jobs& kept) noexcept {
+  task_node* const job = kept.take_oldest();
+  if (!spawn(w, job)) job->ops(job, task_op::run);
 }
 
-task_node* take_back_local_job(task_ops_fn ops) noexcept {
-  worker* const w = current_worker();
-  if (w == nullptr || w->deque.empty_estimate()) return nullptr;
-  task_node* const newest = w->deque.pop();
+}  // namespace
+
+bool keep_local_job(worker& w, task_node* job) noexcept {
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (kept.count == kept_jobs_capacity || w.deque.empty_estimate()) return false;
+  kept.keep(job);
+  return true;
+}
+
+bool offer_local_job(worker* w, task_node* job) noexcept {
+  if (w == nullptr) return false;
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (w->deque.empty_estimate()) {
+    // Nothing is waiting for a thief: offer the oldest job (the biggest range), as a worker
+    // splitting a parallel_reduce range does when its deque is empty.
+    if (kept.count == 0) return spawn(*w, job);
+    offer_oldest_kept(*w, kept);
+  }
+  if (kept.count == kept_jobs_capacity) return spawn(*w, job);
+  kept.keep(job);
+  return true;
+}
+
+task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept {
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (kept.count > 0) {
+    task_node* const newest = kept.take_newest();  // a when_all job: the only kind kept
+    // A thief took what was on the deque: give it the next.
+    if (kept.count > 0 && w.deque.empty_estimate()) offer_oldest_kept(w, kept);
+    return newest;
+  }
+  if (w.deque.empty_estimate()) return nullptr;
+  task_node* const newest = w.deque.pop();
   if (newest == nullptr || newest->ops == ops) return newest;
   // Something else: back where it was (the slot we just emptied, so the push cannot fail). It
   // was never out of sight of the wake-up decisions: no new work appeared.
-  static_cast<void>(w->deque.push(newest));
+  static_cast<void>(w.deque.push(newest));
   return nullptr;
+}
+
+void offer_kept_jobs() noexcept {
+  kept_jobs& kept = this_thread_kept_jobs;
+  if (kept.count == 0) return;
+  worker* const w = current_worker();  // non-null: jobs are kept only on a worker
+  // A job run here because the deque is full may keep jobs of its own; they go too.
+  while (kept.count > 0) offer_oldest_kept(*w, kept);
 }
 
 bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
@@ -190,8 +262,6 @@ bool post_resumption(pool& p, std::coroutine_handle<> suspended) {
   post_internal_job(core, make_task_node<resume_coroutine, void>(resume_coroutine{suspended}, task_kind::internal_job));
   return true;
 }
-
-bool on_a_worker() noexcept { return current_worker() != nullptr; }
 
 namespace {
 // Below this address the thread has used more than half of its stack; 0: not known yet.
@@ -222,9 +292,13 @@ std::coroutine_handle<> post_to_this_worker(std::coroutine_handle<> next) noexce
   } catch (...) {
     return next;
   }
-  if (push_local_job(job)) return std::noop_coroutine();
+  if (push_local_job(current_worker(), job)) return std::noop_coroutine();
   release_task_node(job);
   return next;
+}
+
+void throw_empty_co_task(const char* who) {
+  throw error(std::string("tidepool: ") + who + ": the co_task is empty (default-constructed, moved from, or started already)");
 }
 
 namespace {

@@ -12,6 +12,7 @@
 
 #include "outcome.hpp"
 #include "pool_core.hpp"
+#include "tidepool/detail/coro_jobs.hpp"  // for offer_kept_jobs
 
 namespace tidepool::detail {
 namespace {
@@ -358,7 +359,20 @@ bool runs_task_of(const task_owner& owner) noexcept {
   return false;
 }
 
+namespace {
+// Whatever a run leaves suspended, the when_all jobs it kept on this thread are offered to the
+// other workers once it returns (lib/coro.cpp, offer_kept_jobs): none stays hidden behind a
+// coroutine that waits. Nothing to do, one thread-local read, for a run that kept none.
+struct kept_jobs_offered_after_run {
+  kept_jobs_offered_after_run() = default;
+  kept_jobs_offered_after_run(const kept_jobs_offered_after_run&) = delete;
+  kept_jobs_offered_after_run& operator=(const kept_jobs_offered_after_run&) = delete;
+  ~kept_jobs_offered_after_run() { offer_kept_jobs(); }
+};
+}  // namespace
+
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
+  const kept_jobs_offered_after_run offer_kept;
   if (node->kind == task_kind::fork_join_job) {
     // Not a submitted task: not counted, holds no slot, owned by the spawner's stack frame.
     node->ops(node, task_op::run);
@@ -400,6 +414,7 @@ bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
   // drops it when it hands the node out and finds it claimed. Our caller's handle keeps the
   // count above zero meanwhile.
   node->refs.fetch_add(1, std::memory_order_relaxed);
+  const kept_jobs_offered_after_run offer_kept;
   run_task(w, node, /*holds_slot=*/true);
   return true;
 }

@@ -150,14 +150,22 @@ tidepool::co_task<long> fib_coro(int n) {
   co_return a + b;
 }
 
-// Children [first, last) of a coroutine fork-join, split in halves down to one, as
-// parallel_reduce with grain 1 does: the sum of child(i) over the range.
+// The children [first, last) of a coroutine fork-join (at least two), split in halves as
+// parallel_reduce with grain 1 splits its range: co_await gives the sums of the two halves. A
+// half of one child is that child's own co_task, with no coroutine around it.
 template <class Result, class Child>
-tidepool::co_task<Result> reduce_coro(int first, int last, Result init, const Child& child) {
-  if (last - first == 1) co_return init + co_await child(first);
+tidepool::co_task<Result> sum_coro(int first, int last, const Child& child);
+
+template <class Result, class Child>
+auto sum_halves(int first, int last, const Child& child) {
+  auto half = [&child](int from, int to) { return to - from == 1 ? child(from) : sum_coro<Result>(from, to, child); };
   const int middle = first + (last - first) / 2;
-  auto [low, high] = co_await tidepool::when_all(reduce_coro(first, middle, init, child),
-                                                 reduce_coro(middle, last, Result{}, child));
+  return tidepool::when_all(half(first, middle), half(middle, last));
+}
+
+template <class Result, class Child>
+tidepool::co_task<Result> sum_coro(int first, int last, const Child& child) {
+  auto [low, high] = co_await sum_halves<Result>(first, last, child);
   co_return low + high;
 }
 
@@ -265,9 +273,10 @@ tidepool::co_task<std::int64_t> queens_coro(queens_board board) {
   if (board.rows == queens_n) co_return 1;
   const queens_placements safe = safe_placements(board);
   if (safe.count == 0) co_return 0;
-  co_return co_await reduce_coro(0, safe.count, std::int64_t{0}, [&](int i) {
-    return queens_coro(board.with_queen_at(safe.column_bits[static_cast<std::size_t>(i)]));
-  });
+  auto child = [&](int i) { return queens_coro(board.with_queen_at(safe.column_bits[static_cast<std::size_t>(i)])); };
+  if (safe.count == 1) co_return co_await child(0);
+  auto [low, high] = co_await sum_halves<std::int64_t>(0, safe.count, child);
+  co_return low + high;
 }
 
 // One group per board that has a safe square (as parallel_reduce forks nothing for a dead end):
@@ -336,7 +345,10 @@ tidepool::co_task<uts::tree_size> uts_coro(uts::node node) {
   const int children = uts::child_count(uts::t1, node);
   const uts::tree_size itself = uts::tree_size::of_node(node, children);
   if (children == 0) co_return itself;
-  co_return co_await reduce_coro(0, children, itself, [&](int i) { return uts_coro(uts::child(node, i)); });
+  auto child = [&](int i) { return uts_coro(uts::child(node, i)); };
+  if (children == 1) co_return itself + co_await child(0);
+  auto [low, high] = co_await sum_halves<uts::tree_size>(0, children, child);
+  co_return itself + low + high;
 }
 
 // As queens_in_group: for a node with children, every child but the first is a task.

@@ -4,13 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>     // for std::atomic
-#include <chrono>     // for std::chrono::milliseconds
+#include <chrono>     // for std::chrono::milliseconds, std::chrono::seconds
+#include <coroutine>  // for std::coroutine_handle
 #include <memory>     // for std::unique_ptr, std::make_unique
 #include <stdexcept>  // for std::runtime_error
 #include <string>     // for std::string
 #include <thread>     // for std::thread::id, std::this_thread
 #include <tuple>      // for std::tuple
-#include <utility>    // for std::move
+#include <utility>    // for std::move, std::exchange
 #include <variant>    // for std::monostate
 #include <vector>     // for std::vector
 
@@ -257,6 +258,50 @@ TEST(WhenAll, FibOnOneWorkerNeitherDeadlocksNorOverflows) {
 TEST(WhenAll, FibOnTwoWorkers) {
   tidepool::pool pool(with_workers(2));
   EXPECT_EQ(tidepool::sync_wait(pool, fib(25)), fib_serial(25));
+}
+
+// Suspends its coroutine and leaves the handle in `*parked`, for whoever resumes it once
+// `*parked_yet`: an awaiter the library knows nothing of.
+struct park {
+  std::coroutine_handle<>* parked;
+  std::atomic<bool>* parked_yet;
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> suspended) const noexcept {
+    *parked = suspended;
+    parked_yet->store(true, std::memory_order_release);  // may resume at once: nothing after this
+  }
+  void await_resume() const noexcept {}
+};
+
+TEST(WhenAll, ChildSuspendedOnAnyAwaiterLeavesNoSiblingUnoffered) {
+  // The worker's deque holds a task when the when_all starts, so the worker may keep the second
+  // child to itself rather than offer it (coro_when_all.hpp). The first child then suspends on
+  // an awaiter of its own, which only the second child resumes: the worker must offer the
+  // second child once the run returns, or nothing ever runs it.
+  for (std::size_t workers : {1, 2}) {
+    EXPECT_TRUE(tidepool::testing::finishes_within(std::chrono::seconds(20), [workers] {
+      tidepool::pool pool(with_workers(workers));
+      std::coroutine_handle<> parked;
+      std::atomic<bool> parked_yet{false};
+      auto waits = [&]() -> co_task<int> {
+        co_await park{&parked, &parked_yet};
+        co_return 1;
+      };
+      auto wakes = [&]() -> co_task<int> {
+        while (!parked_yet.load(std::memory_order_acquire)) std::this_thread::yield();  // a thief may start it first
+        std::exchange(parked, {}).resume();
+        co_return 2;
+      };
+      auto outer = [&]() -> co_task<int> {
+        tidepool::task_group group(pool);
+        group.go([] {});  // onto this worker's deque (a group's tasks stay local)
+        auto [a, b] = co_await tidepool::when_all(waits(), wakes());
+        group.wait();
+        co_return a + b;
+      };
+      EXPECT_EQ(tidepool::sync_wait(pool, outer()), 3);
+    }));
+  }
 }
 
 TEST(WhenAll, EmptyCoTaskIsRefusedAtOnce) {

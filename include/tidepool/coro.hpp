@@ -121,13 +121,18 @@ inline co_task<void> co_promise<void>::get_return_object() noexcept {
   return co_task<void>(std::coroutine_handle<co_promise<void>>::from_promise(*this));
 }
 
+// Out of line and cold: keeps the throw out of the fork path (when_all runs once per fork).
+[[noreturn]] void throw_empty_co_task(const char* who);
+
 template <class T>
 struct co_task_access {
   // The unstarted frame, which the caller now owns; throws if there is none.
   static std::coroutine_handle<co_promise<T>> release(co_task<T>& t, const char* who) {
-    if (!t.valid()) throw error(std::string("tidepool: ") + who + ": the co_task is empty (default-constructed, moved from, or started already)");
+    if (!t.valid()) throw_empty_co_task(who);
     return std::exchange(t.frame_, {});
   }
+  // The same for a co_task known to be valid.
+  static std::coroutine_handle<co_promise<T>> release_valid(co_task<T>& t) noexcept { return std::exchange(t.frame_, {}); }
 };
 
 }  // namespace detail
@@ -276,12 +281,14 @@ using when_all_value_t = std::conditional_t<std::is_void_v<T>, std::monostate, T
 template <class... T>
 class when_all_awaitable {
  public:
-  // Every co_task valid (when_all checks).
-  explicit when_all_awaitable(co_task<T>... tasks) : typed_(detail::co_task_access<T>::release(tasks, "when_all")...) {}
+  // Every co_task valid (when_all checks); they are empty afterwards.
+  explicit when_all_awaitable(co_task<T>&... tasks) noexcept : children_{detail::co_task_access<T>::release_valid(tasks)...} {}
   when_all_awaitable(const when_all_awaitable&) = delete;
   when_all_awaitable& operator=(const when_all_awaitable&) = delete;
   ~when_all_awaitable() {
-    if (!started_) std::apply([](auto&... child) { (child.destroy(), ...); }, typed_);
+    if (!started_) {
+      for (std::coroutine_handle<> child : children_) child.destroy();
+    }
   }
 
   [[nodiscard]] bool await_ready() const noexcept { return sizeof...(T) == 0; }
@@ -295,9 +302,14 @@ class when_all_awaitable {
  private:
   template <std::size_t... I>
   void prepare(std::index_sequence<I...>) noexcept {
-    ((std::get<I>(typed_).promise().join = &join_, std::get<I>(typed_).promise().slot = &std::get<I>(results_),
-      children_[I] = std::get<I>(typed_)),
+    (point_at_join(std::coroutine_handle<detail::co_promise<T>>::from_address(children_[I].address()).promise(),
+                   std::get<I>(results_)),
      ...);
+  }
+  template <class U>
+  void point_at_join(detail::co_promise<U>& child, detail::result_slot<U>& result) noexcept {
+    child.join = &join_;
+    child.slot = &result;
   }
   template <std::size_t... I>
   std::tuple<when_all_value_t<T>...> collect(std::index_sequence<I...>) {
@@ -318,9 +330,10 @@ class when_all_awaitable {
     }
   }
 
-  std::tuple<std::coroutine_handle<detail::co_promise<T>>...> typed_;
-  std::array<std::coroutine_handle<>, sizeof...(T)> children_{};
-  std::array<detail::child_job, sizeof...(T)> jobs_;
+  // The children's frames, in argument order (each of the promise type of its co_task): owned
+  // here until started.
+  std::array<std::coroutine_handle<>, sizeof...(T)> children_;
+  std::array<detail::child_job_slot, sizeof...(T)> jobs_;
   std::tuple<detail::result_slot<T>...> results_;
   detail::join_counter join_;
   bool started_ = false;
@@ -333,7 +346,7 @@ class when_all_vector_awaitable {
       : tasks_(std::move(tasks)), children_(tasks_.size()), jobs_(tasks_.size()), results_(tasks_.size()) {
     if (tasks_.size() > UINT32_MAX) throw error("tidepool: when_all: more than 2^32 - 1 co_tasks");
     for (const co_task<T>& t : tasks_) {
-      if (!t.valid()) throw error("tidepool: when_all: a co_task is empty (default-constructed, moved from, or started already)");
+      if (!t.valid()) detail::throw_empty_co_task("when_all");
     }
   }
   when_all_vector_awaitable(const when_all_vector_awaitable&) = delete;
@@ -366,21 +379,23 @@ class when_all_vector_awaitable {
  private:
   std::vector<co_task<T>> tasks_;  // owns the frames until they start
   std::vector<std::coroutine_handle<>> children_;
-  std::vector<detail::child_job> jobs_;
+  std::vector<detail::child_job_slot> jobs_;
   std::vector<detail::result_slot<T>> results_;
   detail::join_counter join_;
 };
 
 // co_await when_all(a, b, ...): starts every co_task, the first on this thread at once and the
-// others as jobs that idle workers may steal, and resumes when all have finished (on the worker
+// others as jobs that idle workers may steal (while the worker has work waiting for thieves
+// already, it keeps them, and offers them when a thief took that work or the coroutine
+// suspends: detail/coro_when_all.hpp), and resumes when all have finished (on the worker
 // that finished last), with their results in argument order: std::tuple<T...>, a void co_task
 // giving std::monostate in its place. If any threw, the exception of the earliest argument
 // that threw is rethrown, after all have finished (the others' results are dropped).
 // Throws tidepool::error at once if a co_task is empty. Lazy: nothing starts before co_await.
 template <class... T>
 [[nodiscard]] when_all_awaitable<T...> when_all(co_task<T>... tasks) {
-  if (!(tasks.valid() && ...)) throw error("tidepool: when_all: a co_task is empty (default-constructed, moved from, or started already)");
-  return when_all_awaitable<T...>(std::move(tasks)...);
+  if (!(tasks.valid() && ...)) detail::throw_empty_co_task("when_all");
+  return when_all_awaitable<T...>(tasks...);
 }
 
 // The same over a vector: co_await gives std::vector<T> in the vector's order (nothing for
@@ -401,7 +416,7 @@ template <class T>
 // A bounded pool's slot is held while the coroutine is suspended too.
 template <class T>
 [[nodiscard]] task<T> spawn(pool& p, co_task<T> coroutine) {
-  if (!coroutine.valid()) throw error("tidepool: spawn: the co_task is empty (default-constructed, moved from, or started already)");
+  if (!coroutine.valid()) detail::throw_empty_co_task("spawn");
   detail::task_node* const node = detail::make_spawn_node(std::move(coroutine));
   detail::throw_if_refused(detail::submit_node(p, node, /*may_block=*/true));
   return detail::task_access<T>::make(node);

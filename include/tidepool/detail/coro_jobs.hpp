@@ -19,14 +19,28 @@ struct resume_coroutine {
   void operator()() const { suspended.resume(); }
 };
 
-// Puts `job` on the deque of the calling thread's worker (of any pool), newest first for that
-// worker, oldest first for thieves, with the same wake-up policy as parallel_invoke's spawn.
-// False, with `job` untouched, if the thread is no worker or its deque is full.
-[[nodiscard]] bool push_local_job(task_node* job) noexcept;
-// The newest job on the calling thread's worker's deque if its ops are `ops` (the caller now
-// owns it: it is out of the deque); null if the thread is no worker, or the deque is empty or
-// its newest job is of another kind (which stays where it was).
-[[nodiscard]] task_node* take_back_local_job(task_ops_fn ops) noexcept;
+struct worker;
+// The calling thread's worker (of any pool), or null (lib/worker.cpp). Callers that push and
+// take back several jobs in a row look it up once; none keeps it across a suspension (see
+// coro_frame_allocator.hpp on clang and thread-locals).
+worker* current_worker() noexcept;
+// Puts `job` on w's deque, newest first for that worker, oldest first for thieves, with the same
+// wake-up policy as parallel_invoke's spawn. False, with `job` untouched, if `w` is null (the
+// thread is no worker) or its deque is full.
+[[nodiscard]] bool push_local_job(worker* w, task_node* job) noexcept;
+// Offers a when_all's `job` as push_local_job does, or, while w's deque already holds a job that
+// no thief has taken, keeps it on this thread unoffered: the thread takes it back (or offers it)
+// later, without the deque's fences. False, with `job` untouched, as for push_local_job.
+[[nodiscard]] bool offer_local_job(worker* w, task_node* job) noexcept;
+// Keeps `job` as offer_local_job would, if it would: true if kept, else false (`job` untouched).
+[[nodiscard]] bool keep_local_job(worker& w, task_node* job) noexcept;
+// The newest job this thread kept, else the newest job on w's deque if its ops are `ops` (the
+// caller now owns it: it is out of the deque); null if the deque is empty or its newest job is
+// of another kind (which stays where it was).
+[[nodiscard]] task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept;
+// Offers every job this thread kept. A worker calls it after each run (pool_core::execute): a
+// coroutine that suspended in the run, whatever it awaits, leaves no sibling hidden.
+void offer_kept_jobs() noexcept;
 // Posts a job resuming `suspended` to a worker of `p` (this thread's deque if it is one of p's
 // workers, else p's global queue). False, posting nothing, if `p` is stopped. Throws
 // std::bad_alloc.
@@ -58,6 +72,6 @@ inline constexpr bool transfers_are_tail_calls = false;
 }
 
 // Whether the calling thread is a worker of some tidepool pool.
-[[nodiscard]] bool on_a_worker() noexcept;
+[[nodiscard]] inline bool on_a_worker() noexcept { return current_worker() != nullptr; }
 
 }  // namespace tidepool::detail
