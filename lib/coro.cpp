@@ -188,6 +188,7 @@ struct kept_jobs {
   void keep(task_node* job) noexcept {
     jobs[(oldest + count) % kept_jobs_capacity] = job;
     ++count;
+    after_this_run = &offer_kept_jobs;  // the worker offers them when its run returns
   }
   task_node* take_newest() noexcept {
     --count;

@@ -8,11 +8,12 @@
 #include <cstdlib>    // for std::abort
 #include <string>     // for std::string
 #include <system_error>  // for std::system_error, std::generic_category
+#include <utility>    // for std::exchange
 #include <vector>     // for std::vector
 
 #include "outcome.hpp"
 #include "pool_core.hpp"
-#include "tidepool/detail/coro_jobs.hpp"  // for offer_kept_jobs
+#include "tidepool/detail/task_completion.hpp"  // for after_this_run
 
 namespace tidepool::detail {
 namespace {
@@ -360,19 +361,21 @@ bool runs_task_of(const task_owner& owner) noexcept {
 }
 
 namespace {
-// Whatever a run leaves suspended, the when_all jobs it kept on this thread are offered to the
-// other workers once it returns (lib/coro.cpp, offer_kept_jobs): none stays hidden behind a
-// coroutine that waits. Nothing to do, one thread-local read, for a run that kept none.
-struct kept_jobs_offered_after_run {
-  kept_jobs_offered_after_run() = default;
-  kept_jobs_offered_after_run(const kept_jobs_offered_after_run&) = delete;
-  kept_jobs_offered_after_run& operator=(const kept_jobs_offered_after_run&) = delete;
-  ~kept_jobs_offered_after_run() { offer_kept_jobs(); }
+// Whatever a run leaves suspended or blocked, work a layer above kept private on this thread
+// during it is offered to the other workers once it returns (task_completion.hpp,
+// after_this_run). One thread-local read for a run that kept none.
+struct after_run_hook {
+  after_run_hook() = default;
+  after_run_hook(const after_run_hook&) = delete;
+  after_run_hook& operator=(const after_run_hook&) = delete;
+  ~after_run_hook() {
+    if (const after_run_fn hook = std::exchange(after_this_run, nullptr)) hook();
+  }
 };
 }  // namespace
 
 void pool_core::execute(worker& w, task_node* node, bool holds_slot) noexcept {
-  const kept_jobs_offered_after_run offer_kept;
+  const after_run_hook offer_kept_work;
   if (node->kind == task_kind::fork_join_job) {
     // Not a submitted task: not counted, holds no slot, owned by the spawner's stack frame.
     node->ops(node, task_op::run);
@@ -414,7 +417,7 @@ bool pool_core::run_if_unstarted(worker& w, task_node* node) noexcept {
   // drops it when it hands the node out and finds it claimed. Our caller's handle keeps the
   // count above zero meanwhile.
   node->refs.fetch_add(1, std::memory_order_relaxed);
-  const kept_jobs_offered_after_run offer_kept;
+  const after_run_hook offer_kept_work;
   run_task(w, node, /*holds_slot=*/true);
   return true;
 }

@@ -38,7 +38,8 @@ worker* current_worker() noexcept;
 // caller now owns it: it is out of the deque); null if the deque is empty or its newest job is
 // of another kind (which stays where it was).
 [[nodiscard]] task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept;
-// Offers every job this thread kept. A worker calls it after each run (pool_core::execute): a
+// Offers every job this thread kept. Set as the worker's after_this_run hook
+// (task_completion.hpp) whenever a job is kept, so the worker calls it when the run returns: a
 // coroutine that suspended in the run, whatever it awaits, leaves no sibling hidden.
 void offer_kept_jobs() noexcept;
 // Posts a job resuming `suspended` to a worker of `p` (this thread's deque if it is one of p's

@@ -46,6 +46,15 @@ struct task_continuation {
 [[nodiscard]] bool on_worker_of(const pool_core& core) noexcept;   // this thread is one of its workers
 [[nodiscard]] bool pool_stopping(const pool_core& core) noexcept;  // stop() was called, or its token fired
 
+// ---- Work kept private during a run
+// A layer that keeps work on the calling worker thread, offered to nobody yet, while a run goes
+// on (when_all's kept jobs, lib/coro.cpp) sets this to the function that offers it. The worker
+// clears it and calls it whenever a run of a node returns (pool_core::execute,
+// run_if_unstarted), so nothing stays hidden behind a run that suspended or blocked. The
+// scheduler knows only this pointer, not the layer that sets it.
+using after_run_fn = void (*)() noexcept;
+inline constinit thread_local after_run_fn after_this_run = nullptr;
+
 // ---- Internal jobs
 // Runs `job` -- a node from make_task_node<F, void>(f, task_kind::internal_job) -- on a worker of
 // `core`: from the caller's own deque if the caller is one of its workers (newest first; idle
