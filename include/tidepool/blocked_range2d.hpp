@@ -13,8 +13,9 @@
 // stay close to square. The per-dimension grains are the smallest extent split() leaves; the
 // partitioner (partitioner.hpp) decides how far to split: auto lazily (its grain counts cells;
 // while the worker's deque is busy it runs a slice of rows of about that many cells), static into
-// `chunks` tiles of about equal size, simple until a tile has at most `grain` cells and no side
-// is longer than its grain allows.
+// `chunks` pieces of about equal size (strips of whole rows while there are at least as many rows
+// as chunks, see split_at), simple until a tile has at most `grain` cells and no side is longer
+// than its grain allows.
 
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX
@@ -113,8 +114,8 @@ class blocked_range2d {
   // so that every piece is a strip of whole rows: one contiguous block of a row-major array,
   // inner loops as long as the rows, and only the cache lines at a strip's two edges touched by
   // two workers. Cutting across the longer side instead (as split() does) gives square tiles
-  // whose rows are cut short, each row of the array touched by several pieces; that cost a
-  // 4k×4k Jacobi sweep 10% against whole-row strips. Fewer rows than pieces: the longer side.
+  // whose rows are cut short, each row of the array touched by several pieces, each a stream
+  // the prefetcher starts again. Fewer rows than pieces: the longer side.
   [[nodiscard]] std::pair<blocked_range2d, blocked_range2d> split_at(std::size_t num, std::size_t den) const noexcept {
     const bool across_rows = rows_.size() >= den || rows_.size() >= cols_.size();
     return across_rows ? with<&blocked_range2d::rows_>(nonempty_split(rows_, num, den)) : with<&blocked_range2d::cols_>(nonempty_split(cols_, num, den));

@@ -319,7 +319,9 @@ struct reduce_body {
 }  // namespace detail
 
 // Calls f(i) for every i in [first, last), in parallel, the range cut as `part` says
-// (partitioner.hpp). Index: any integer type; any range it can express works.
+// (partitioner.hpp). Index: any integer type; any range it can express works. f is called from
+// several workers at once, and, when its copy is trivial, through copies (leaf_callable above):
+// give it no state it changes.
 template <detail::loop_index Index, class F, partitioner Partitioner = auto_partitioner>
 void parallel_for(pool& p, Index first, Index last, F&& f, Partitioner part = {}) {
   if (!(first < last)) return;

@@ -5,7 +5,8 @@
 //   tidepool::parallel_sort(pool, v.begin(), v.end(), std::greater<>());  // any strict weak order
 //
 // Not stable (like std::sort). Needs random-access iterators whose values can be default
-// constructed and moved; otherwise, and for one worker or short inputs, it is std::sort.
+// constructed and moved; otherwise, and for short inputs, it is std::sort; for one worker too,
+// except for strings (below).
 //
 // How: the input is cut into P pieces (P a power of four, at least twice the workers), each
 // sorted by std::sort in parallel; then log2(P) rounds of pairwise merges, from the input into a
@@ -18,15 +19,17 @@
 // many equal keys)? Merge sort's pieces are equal by construction on any input: on two cores
 // shared with other work, balance matters more than the one extra pass over memory per round.
 //
-// Strings (std::string, std::string_view) in their natural order (no comparator, std::less or
-// std::ranges::less) are sorted by key: each string's first 8 bytes, as one big-endian integer,
-// beside its position. The keys are merge sorted as above, comparing the strings themselves only
-// where two prefixes are equal, and the strings then moved once into their places. Sorting
-// strings directly, almost all the time goes to comparisons, each a memcmp call behind two
-// string objects and, for strings longer than the 15 bytes stored inline, two heap blocks, in an
-// order unrelated to memory; an integer comparison on a 16-byte key next to the other keys costs
-// a fraction of that, at any worker count (one worker included). Strings that mostly share their
-// first 8 bytes fall back to the string comparison, as slow as without the keys.
+// Strings (std::string, std::string_view; any allocator whose moves cannot throw) in their
+// natural order (no comparator, std::less or std::ranges::less) are sorted by key: each
+// string's first 8 bytes as one big-endian integer, beside its position. The keys are merge
+// sorted as above, comparing the strings themselves only where two prefixes are equal, and the
+// strings then moved once into their places. Sorting the strings directly, most of the time goes
+// to comparisons, each a memcmp call behind two string objects and, for strings longer than the
+// 15 bytes stored inline, two heap blocks, visited in an order unrelated to memory; an integer
+// comparison of two 16-byte keys that lie next to the others costs a fraction of that, at any
+// worker count, one included (bench_algorithms' sort_string: about 3× less time). Strings that
+// mostly share their first 8 bytes fall back to comparing the strings, and then cost about what
+// sorting them directly does, plus the moves into place.
 //
 // Extra memory: one buffer of last - first values (default constructed; for trivial types left
 // uninitialised); for strings, two arrays of 16-byte keys and one of last - first values.
@@ -37,10 +40,11 @@
 #include <cstdint>      // for std::uint64_t
 #include <cstring>      // for std::memcpy
 #include <functional>   // for std::less, std::ranges::less
-#include <iterator>     // for std::random_access_iterator, std::iter_value_t, std::make_move_iterator
+#include <iterator>     // for std::random_access_iterator, std::iter_value_t, std::iter_reference_t, std::make_move_iterator
 #include <memory>       // for std::make_unique_for_overwrite, std::allocator, std::construct_at, std::destroy_at
 #include <string>       // for std::basic_string, std::char_traits
 #include <string_view>  // for std::string_view
+#include <type_traits>  // for std::is_nothrow_move_constructible_v, std::is_nothrow_move_assignable_v
 #include <vector>       // for std::vector
 
 #include "tidepool/fork_join.hpp"
@@ -188,7 +192,7 @@ struct string_key {
 template <class It>
 void sort_strings_by_key(pool& p, It first, std::size_t n) {
   using value = std::iter_value_t<It>;
-  const auto at = [first](std::size_t k) -> value& { return first[static_cast<std::ptrdiff_t>(k)]; };
+  const auto at = [first](std::size_t k) -> std::iter_reference_t<It> { return first[static_cast<std::ptrdiff_t>(k)]; };
   const auto keys = std::make_unique_for_overwrite<string_key[]>(n);
   parallel_for(
       p, std::size_t{0}, n,
@@ -227,7 +231,8 @@ void parallel_sort(pool& p, It first, It last, Cmp cmp = {}) {
   if constexpr (!std::default_initializable<value> || !std::movable<value>) {
     static_cast<void>(p);
     std::sort(first, last, cmp);
-  } else if constexpr (detail::is_char_string<value> && detail::is_natural_order<Cmp, value>) {
+  } else if constexpr (detail::is_char_string<value> && detail::is_natural_order<Cmp, value> &&
+                       std::is_nothrow_move_constructible_v<value> && std::is_nothrow_move_assignable_v<value>) {
     if (n < detail::serial_sort_below) {
       std::sort(first, last, cmp);
     } else {
