@@ -316,7 +316,11 @@ struct grids {
 };
 
 // One tile of one sweep: next = the 4-point average of current, over rows × cols (interior).
-void jacobi_tile(const double* current, double* next, int row_begin, int row_end, int col_begin, int col_end) {
+// Not inlined, here and in multiply_tile: every variant then runs the same machine code for the
+// kernel, and only how the range is cut differs. Inlined, each call site was compiled on its own
+// and the copies differed by chance (matmul2d's tidepool copy ran 25% faster than the serial and
+// oneTBB ones at one thread, until an unrelated edit elsewhere in this file took that away).
+[[gnu::noinline]] void jacobi_tile(const double* current, double* next, int row_begin, int row_end, int col_begin, int col_end) {
   for (int i = row_begin; i < row_end; ++i) {
     const double* up = current + (i - 1) * grid_n;
     const double* here = current + i * grid_n;
@@ -393,7 +397,7 @@ struct matrices {
 };
 
 // C[rows, cols] = A[rows, :]·B[:, cols], i-k-j so the inner loop runs along rows of B and C.
-void multiply_tile(matrices& m, std::size_t row_begin, std::size_t row_end, std::size_t col_begin, std::size_t col_end) {
+[[gnu::noinline]] void multiply_tile(matrices& m, std::size_t row_begin, std::size_t row_end, std::size_t col_begin, std::size_t col_end) {
   for (std::size_t i = row_begin; i < row_end; ++i) {
     double* c = m.c.data() + i * matmul_n;
     for (std::size_t j = col_begin; j < col_end; ++j) c[j] = 0.0;
