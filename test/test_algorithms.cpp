@@ -10,13 +10,15 @@
 #include <climits>     // for INT_MIN, INT_MAX, LLONG_MIN, UINT_MAX, SCHAR_MIN, SHRT_MIN, ...
 #include <cstddef>     // for std::size_t
 #include <cstdint>     // for std::uint64_t
-#include <functional>  // for std::plus, std::greater
+#include <functional>  // for std::plus, std::greater, std::less, std::ranges::less
 #include <list>        // for std::list
 #include <memory>      // for std::unique_ptr, std::make_unique
+#include <mutex>       // for std::mutex, std::lock_guard
 #include <numeric>     // for std::inclusive_scan, std::exclusive_scan
 #include <random>      // for std::mt19937_64
 #include <stdexcept>   // for std::runtime_error
 #include <string>      // for std::string, std::to_string
+#include <string_view>  // for std::string_view
 #include <thread>      // for std::this_thread::sleep_for
 #include <type_traits>  // for std::make_unsigned_t
 #include <utility>     // for std::pair
@@ -213,6 +215,44 @@ TEST(Partitioners, StaticCutsExactlyTheAskedChunksOfEqualSize) {
   EXPECT_EQ(pieces_of(p, 1000, tidepool::static_partitioner{}).size(), 4 * p.workers()) << "0 chunks: four per worker";
 }
 
+// The leaf loops hold a copy of the callable only when copying it is trivial (fork_join.hpp's
+// leaf_callable); one whose copy constructor does something, or that cannot be copied, is
+// called in place, as before.
+TEST(Partitioners, ACallableWithANonTrivialCopyIsCalledInPlaceNeverCopied) {
+  pool p(with_workers(2));
+  struct counted_copies {
+    std::atomic<int>* copies;
+    std::atomic<long>* sum;
+    counted_copies(std::atomic<int>* c, std::atomic<long>* s) : copies(c), sum(s) {}
+    counted_copies(const counted_copies& other) : copies(other.copies), sum(other.sum) { copies->fetch_add(1); }
+    counted_copies& operator=(const counted_copies&) = delete;
+    void operator()(int i) const { sum->fetch_add(i, std::memory_order_relaxed); }
+    void operator()(int i, int j) const { sum->fetch_add(i * 1000 + j, std::memory_order_relaxed); }
+    long operator()(long a, long b) const { return a + b; }
+  };
+  struct not_copyable {
+    std::atomic<long>* sum;
+    explicit not_copyable(std::atomic<long>* s) : sum(s) {}
+    not_copyable(const not_copyable&) = delete;
+    void operator()(int i) const { sum->fetch_add(i, std::memory_order_relaxed); }
+  };
+  for_each_partitioner([&](auto partitioner, const char* name) {
+    std::atomic<int> copies{0};
+    std::atomic<long> sum{0};
+    counted_copies f(&copies, &sum);
+    tidepool::parallel_for(p, 0, 1000, f, partitioner);
+    EXPECT_EQ(sum.exchange(0), 999L * 1000 / 2) << name;
+    tidepool::parallel_for(p, tidepool::blocked_range2d<int>(0, 30, 0, 40), f, partitioner);
+    EXPECT_EQ(sum.exchange(0), 40L * 1000 * (29 * 30 / 2) + 30L * (39 * 40 / 2)) << name;
+    const long total = tidepool::parallel_reduce(p, 0, 1000, 0L, [](int i) { return long{i}; }, f, partitioner);
+    EXPECT_EQ(total, 999L * 1000 / 2) << name;
+    EXPECT_EQ(copies.load(), 0) << name;
+    not_copyable g(&sum);
+    tidepool::parallel_for(p, 0, 1000, g, partitioner);
+    EXPECT_EQ(sum.load(), 999L * 1000 / 2) << name;
+  });
+}
+
 TEST(Partitioners, SimpleSplitsEveryPieceDownToTheGrain) {
   pool p(with_workers(2));
   for (std::size_t grain : {1U, 4U, 10U}) {
@@ -298,6 +338,40 @@ TEST(BlockedRange2d, SimpleSplitsAcrossTheLongerSideDownToTheGrains) {
       tidepool::simple_partitioner{});
   EXPECT_FALSE(too_small.load()) << "a split left a side shorter than its grain";
   EXPECT_FALSE(too_large.load()) << "simple stops only when no side can be split";
+}
+
+TEST(BlockedRange2d, StaticCutsStripsOfWholeRowsWhileThereAreAsManyRowsAsChunks) {
+  pool p(with_workers(2));
+  for (const auto& [rows, chunks] : {std::pair{64, 8}, std::pair{8, 8}, std::pair{1000, 7}}) {
+    std::mutex lock;
+    std::vector<std::pair<int, int>> strips;  // [first row, last row)
+    std::atomic<bool> cut_columns{false};
+    tidepool::parallel_for(
+        p, tidepool::blocked_range2d<int>(0, rows, 0, 256),
+        [&](tidepool::index_range<int> tile_rows, tidepool::index_range<int> tile_cols) {
+          if (tile_cols.first() != 0 || tile_cols.last() != 256) cut_columns.store(true);
+          const std::lock_guard hold(lock);
+          strips.emplace_back(tile_rows.first(), tile_rows.last());
+        },
+        tidepool::static_partitioner{static_cast<std::size_t>(chunks)});
+    EXPECT_FALSE(cut_columns.load()) << rows << " rows, " << chunks << " chunks";
+    ASSERT_EQ(strips.size(), static_cast<std::size_t>(chunks)) << rows << " rows";
+    std::sort(strips.begin(), strips.end());
+    int next = 0;
+    for (const auto& [from, to] : strips) {
+      EXPECT_EQ(from, next);
+      EXPECT_GE(to - from, rows / chunks);
+      EXPECT_LE(to - from, rows / chunks + 1);
+      next = to;
+    }
+    EXPECT_EQ(next, rows);
+  }
+  // Fewer rows than chunks: the columns are cut too, and every cell is still visited once.
+  std::atomic<int> tiles{0};
+  tidepool::parallel_for(
+      p, tidepool::blocked_range2d<int>(0, 2, 0, 256), [&](tidepool::index_range<int>, tidepool::index_range<int>) { tiles.fetch_add(1); },
+      tidepool::static_partitioner{8});
+  EXPECT_EQ(tiles.load(), 8);
 }
 
 // --- parallel_inclusive_scan / parallel_exclusive_scan
@@ -428,6 +502,29 @@ TEST(Sort, StringsSortLikeStdSort) {
   std::vector<std::string> v(tidepool::testing::stress_count(200000, 50000));
   for (auto& s : v) s = std::to_string(random() % 1000000) + std::string(random() % 20, 'x');
   expect_sorts_like_std_sort(p, v, "strings");
+}
+
+// Strings in their natural order are sorted by an 8-byte prefix key (parallel_sort.hpp); every
+// case where the prefix alone cannot decide, or could decide wrongly, is here: long shared
+// prefixes, a string that is a prefix of another, embedded and trailing NUL bytes, bytes above
+// 127 (char is signed here, the order is by unsigned char), empty strings, duplicates.
+TEST(Sort, StringsInTheirNaturalOrderSortLikeStdSortWhateverTheirFirstBytes) {
+  std::mt19937_64 random(11);
+  const std::string alphabet("ab\0\x7f\x80\xff", 6);
+  std::vector<std::string> v(tidepool::testing::stress_count(60000, 20000));
+  for (auto& s : v) {
+    const std::string shared = random() % 2 == 0 ? "" : std::string(random() % 12, 'p');
+    s = shared;
+    for (std::size_t k = random() % 11; k > 0; --k) s += alphabet[random() % alphabet.size()];
+  }
+  for (std::size_t workers : {1U, 2U, 3U}) {
+    pool p(with_workers(workers));
+    expect_sorts_like_std_sort(p, v, "strings, std::less<>");
+    expect_sorts_like_std_sort(p, v, "strings, std::less<std::string>", std::less<std::string>());
+    expect_sorts_like_std_sort(p, v, "strings, std::ranges::less", std::ranges::less());
+    std::vector<std::string_view> views(v.begin(), v.end());
+    expect_sorts_like_std_sort(p, views, "string views");
+  }
 }
 
 TEST(Sort, MoveOnlyAndNonDefaultConstructibleValuesSort) {

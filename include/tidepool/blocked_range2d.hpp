@@ -13,8 +13,9 @@
 // stay close to square. The per-dimension grains are the smallest extent split() leaves; the
 // partitioner (partitioner.hpp) decides how far to split: auto lazily (its grain counts cells;
 // while the worker's deque is busy it runs a slice of rows of about that many cells), static into
-// `chunks` tiles of about equal size, simple until a tile has at most `grain` cells and no side
-// is longer than its grain allows.
+// `chunks` pieces of about equal size (strips of whole rows while there are at least as many rows
+// as chunks, see split_at), simple until a tile has at most `grain` cells and no side is longer
+// than its grain allows.
 
 #include <cstddef>      // for std::size_t
 #include <cstdint>      // for SIZE_MAX
@@ -108,9 +109,15 @@ class blocked_range2d {
                                                                        static_cast<double>(cols_.size()) * static_cast<double>(i_grain_));
     return across_rows ? with<&blocked_range2d::rows_>(rows_.split()) : with<&blocked_range2d::cols_>(cols_.split());
   }
-  // Across the longer side (in indices), never leaving either part empty.
+  // The first num/den of the range and the rest, never leaving either part empty (the static
+  // partitioner's cut, into den pieces). Across the rows while there are at least den of them,
+  // so that every piece is a strip of whole rows: one contiguous block of a row-major array,
+  // inner loops as long as the rows, and only the cache lines at a strip's two edges touched by
+  // two workers. Cutting across the longer side instead (as split() does) gives square tiles
+  // whose rows are cut short, each row of the array touched by several pieces, each a stream
+  // the prefetcher starts again. Fewer rows than pieces: the longer side.
   [[nodiscard]] std::pair<blocked_range2d, blocked_range2d> split_at(std::size_t num, std::size_t den) const noexcept {
-    const bool across_rows = rows_.size() >= cols_.size();
+    const bool across_rows = rows_.size() >= den || rows_.size() >= cols_.size();
     return across_rows ? with<&blocked_range2d::rows_>(nonempty_split(rows_, num, den)) : with<&blocked_range2d::cols_>(nonempty_split(cols_, num, den));
   }
   // A slice of whole rows with about `grain` cells (at least one row); of columns for one row.
@@ -154,7 +161,7 @@ struct tile_body {
     if constexpr (std::is_invocable_v<F&, index_range<I>, index_range<J>>) {
       f(tile.rows(), tile.cols());
     } else {
-      F& call = f;  // a local, as in fork_join.hpp's for_body
+      leaf_callable<F> call = f;  // a local, as in fork_join.hpp's for_body
       const index_range<J> cols = tile.cols();
       for (const I i : tile.rows()) {
         for (const J j : cols) call(i, j);

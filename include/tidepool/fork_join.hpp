@@ -31,7 +31,8 @@
 #include <exception>    // for std::exception_ptr, std::rethrow_exception
 #include <functional>   // for std::invoke
 #include <optional>     // for std::optional
-#include <type_traits>  // for std::remove_reference_t, std::make_unsigned_t, std::common_type_t
+#include <type_traits>  // for std::remove_reference_t, std::make_unsigned_t, std::common_type_t, std::conditional_t,
+                        // std::is_trivially_copy_constructible_v, std::is_trivially_destructible_v
 #include <utility>      // for std::move, std::forward, std::pair
 
 #include "tidepool/detail/task_node.hpp"
@@ -274,15 +275,24 @@ struct index_span {
   [[nodiscard]] Index end_index() const noexcept { return advance(first, hi); }
 };
 
+// How a leaf's loop holds the user's callable: a copy in the loop's own frame when copying is
+// trivial and small, else a reference to the caller's object. A store in the body through a
+// char (or another type that may alias the callable) forces the compiler to reload every capture
+// from an object it cannot see on each iteration, and such a loop is never vectorised; in a copy
+// whose address never escapes the leaf, the captures stay in registers. oneTBB copies its bodies
+// too; a callable that counts on being called as one object is racy under parallel_for anyway.
+template <class F>
+using leaf_callable = std::conditional_t<std::is_trivially_copy_constructible_v<F> && std::is_trivially_destructible_v<F> && sizeof(F) <= 8 * sizeof(void*),
+                                         std::remove_const_t<F>, F&>;
+
 template <class Index, class F>
 struct for_body {
   F& f;
   no_value leaf(const index_span<Index>& r) {
     // i < stop, not a count: the loop the compiler vectorises. stop is at most `last`, so ++i
     // never leaves the range Index can express.
-    // Locals, not members: a store through f (to a char, say) may alias any memory, and would
-    // make the compiler reload a member on every iteration.
-    F& call = f;
+    // Locals, not members (leaf_callable above says why).
+    leaf_callable<F> call = f;
     const Index stop = r.end_index();
     for (Index i = r.begin_index(); i < stop; ++i) call(i);
     return {};
@@ -295,8 +305,8 @@ struct reduce_body {
   Map& map;
   Combine& combine;
   T leaf(const index_span<Index>& r) {
-    Map& map_one = map;  // locals, as in for_body
-    Combine& combine_two = combine;
+    leaf_callable<Map> map_one = map;  // locals, as in for_body
+    leaf_callable<Combine> combine_two = combine;
     const Index stop = r.end_index();
     Index i = r.begin_index();
     T folded = map_one(i);
@@ -309,7 +319,9 @@ struct reduce_body {
 }  // namespace detail
 
 // Calls f(i) for every i in [first, last), in parallel, the range cut as `part` says
-// (partitioner.hpp). Index: any integer type; any range it can express works.
+// (partitioner.hpp). Index: any integer type; any range it can express works. f is called from
+// several workers at once, and, when its copy is trivial, through copies (leaf_callable above):
+// give it no state it changes.
 template <detail::loop_index Index, class F, partitioner Partitioner = auto_partitioner>
 void parallel_for(pool& p, Index first, Index last, F&& f, Partitioner part = {}) {
   if (!(first < last)) return;

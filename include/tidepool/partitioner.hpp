@@ -10,8 +10,9 @@
 // empty, i.e. while no half it offered earlier still waits for a thief; otherwise it runs one
 // grain and looks again (lazy binary splitting). Good for uneven work and for nested loops.
 // static_partitioner cuts the range into `chunks` pieces of equal size (±1 index) up front, and
-// forks them in a balanced binary tree; nothing adapts. Best for even, memory-bound loops, where
-// every extra piece costs a cache line shared between two workers and a fork.
+// forks them in a balanced binary tree; nothing adapts (a 2-D range: strips of whole rows while
+// there are enough rows). Best for even, memory-bound loops, where every extra piece costs a
+// cache line shared between two workers and a fork.
 // simple_partitioner splits every piece in two until it is at most `grain` indices.
 
 #include <concepts>  // for std::same_as
