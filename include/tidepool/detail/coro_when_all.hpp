@@ -17,7 +17,8 @@
 // the worker's thread instead (lib/coro.cpp: a small ring, no fences), and a range is not split
 // any more but kept whole. A kept job is offered on the deque as soon as the deque is seen empty
 // (by the next offer or take-back on that thread: a thief took what was there), and every kept
-// job is offered when the worker's run returns (pool_core::execute), whatever the coroutine
+// job is offered when the worker's run returns (the after-run hook of task_completion.hpp,
+// which pool_core::execute calls), whatever the coroutine
 // suspended on: no kept child waits behind a coroutine that is suspended. What stays possible: a
 // child that waits for a sibling without suspending (spinning, blocking a worker) may wait for a
 // sibling its worker kept, until the worker's next run.
