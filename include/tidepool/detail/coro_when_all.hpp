@@ -18,8 +18,8 @@
 // any more but kept whole. A kept job is offered on the deque as soon as the deque is seen empty
 // (by the next offer or take-back on that thread: a thief took what was there), and every kept
 // job is offered when the worker's run returns (the after-run hook of task_completion.hpp,
-// which pool_core::execute calls), whatever the coroutine
-// suspended on: no kept child waits behind a coroutine that is suspended. What stays possible: a
+// which pool_core::execute calls), whatever the coroutine suspended on: no kept child waits
+// behind a coroutine that is suspended. What stays possible: a
 // child that waits for a sibling without suspending (spinning, blocking a worker) may wait for a
 // sibling its worker kept, until the worker's next run.
 //
