@@ -209,13 +209,17 @@ void offer_oldest_kept(worker& w, kept_jobs& kept) noexcept {
   if (!spawn(w, job)) job->ops(job, task_op::run);
 }
 
+// Keeps `job` unless the ring is full.
+bool try_keep(kept_jobs& kept, task_node* job) noexcept {
+  if (kept.count == kept_jobs_capacity) return false;
+  kept.keep(job);
+  return true;
+}
+
 }  // namespace
 
 bool keep_local_job(worker& w, task_node* job) noexcept {
-  kept_jobs& kept = this_thread_kept_jobs;
-  if (kept.count == kept_jobs_capacity || w.deque.empty_estimate()) return false;
-  kept.keep(job);
-  return true;
+  return !w.deque.empty_estimate() && try_keep(this_thread_kept_jobs, job);
 }
 
 bool offer_local_job(worker* w, task_node* job) noexcept {
@@ -227,9 +231,7 @@ bool offer_local_job(worker* w, task_node* job) noexcept {
     if (kept.count == 0) return spawn(*w, job);
     offer_oldest_kept(*w, kept);
   }
-  if (kept.count == kept_jobs_capacity) return spawn(*w, job);
-  kept.keep(job);
-  return true;
+  return try_keep(kept, job) || spawn(*w, job);
 }
 
 task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept {

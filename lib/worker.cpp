@@ -369,7 +369,9 @@ struct after_run_hook {
   after_run_hook(const after_run_hook&) = delete;
   after_run_hook& operator=(const after_run_hook&) = delete;
   ~after_run_hook() {
-    if (const after_run_fn hook = std::exchange(after_this_run, nullptr)) hook();
+    if (after_this_run == nullptr) return;  // the common case: a read, no store
+    const after_run_fn hook = std::exchange(after_this_run, nullptr);
+    hook();
   }
 };
 }  // namespace

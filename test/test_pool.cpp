@@ -479,6 +479,12 @@ bool arrive_and_wait_for(std::latch& latch, std::chrono::milliseconds limit) {
   return true;
 }
 
+// Pauses of 0 to 2.7 ms between bursts, so that a burst meets workers in every state: searching,
+// giving up, parking, asleep.
+std::chrono::microseconds settling_pause(int round) {
+  return std::chrono::microseconds(round % 7 * 50 + (round % 5) * (round % 3) * 300);
+}
+
 TEST(Pool, BurstOfTasksWakesEnoughParkedWorkers) {
   // As many tasks as workers, which can only finish together (they block, not help, while they
   // wait): each needs a worker of its own. A worker left asleep while one of them waits in a
@@ -492,7 +498,7 @@ TEST(Pool, BurstOfTasksWakesEnoughParkedWorkers) {
     const int rounds = static_cast<int>(stress_count(300, 50));
     for (int round = 0; round < rounds; ++round) {
       p.submit([] {}).get();
-      std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50 + (round % 5) * (round % 3) * 300));
+      std::this_thread::sleep_for(settling_pause(round));
       std::latch rendezvous(static_cast<std::ptrdiff_t>(workers));
       std::vector<tidepool::task<bool>> tasks;
       for (std::size_t i = 0; i < workers; ++i) {
@@ -513,7 +519,7 @@ TEST(Pool, BurstSubmittedFromATaskWakesEnoughParkedWorkers) {
   const int rounds = static_cast<int>(stress_count(300, 50));
   for (int round = 0; round < rounds; ++round) {
     p.submit([] {}).get();
-    std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50 + (round % 5) * (round % 3) * 300));
+    std::this_thread::sleep_for(settling_pause(round));
     std::latch rendezvous(workers);
     std::atomic<std::size_t> arrived_in_time{0};
     auto meet = [&] { arrived_in_time += arrive_and_wait_for(rendezvous, 5000ms) ? 1 : 0; };
