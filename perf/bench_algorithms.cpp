@@ -12,6 +12,8 @@
 //                border fixed; tiles from a 2-D range
 //   matmul2d     C = A·B, 512×512 doubles holding small integers (exact), C's tiles from a 2-D
 //                range, each tile i-k-j; bench_forkjoin's matmul row is the recursive version
+//   pfor_writer  not a comparison: pfor's loop with the buffer written by the caller or by the
+//                pool, run by parallel_for, by one task, or on the caller (see its code)
 //
 // Every run checks its answer outside the timed region (sorts: equal to std::sort's; scan:
 // every 4099th prefix; jacobi and matmul2d: bit for bit against the serial result); a wrong
@@ -170,6 +172,53 @@ void BM_Pfor_TbbAffinity(benchmark::State& s) {
 void BM_Pfor_Serial(benchmark::State& s) {
   auto& b = pfor_buffer();
   timed(s, "pfor", pfor_clear, [&] {
+    unsigned char* const out = b.data();
+    for (std::size_t i = 0, stop = b.size(); i < stop; ++i) out[i] = pfor_value(i);
+  }, pfor_check);
+}
+
+// pfor_writer: why tidepool's 1-thread pfor trails oneTBB's. The same loop, with the buffer
+// written (untimed, as pfor_clear does) by the caller or by a task on the pool's workers, and run
+// by tidepool::parallel_for, by one plain task (submit), or on the caller. oneTBB runs a
+// parallel_for on its caller; from outside the pool, tidepool runs it on a worker while the
+// caller blocks, and the loop is fastest on the thread that last wrote the buffer.
+
+enum class pfor_writer { caller, pool };
+
+// pfor_clear, run by the caller or by a task on p.
+auto clear_by(tidepool::pool& p, pfor_writer writer) {
+  return [&p, writer] {
+    if (writer == pfor_writer::caller) {
+      pfor_clear();
+    } else {
+      p.submit(pfor_clear).get();
+    }
+  };
+}
+
+void BM_PforWriter_Tidepool(benchmark::State& s, pfor_writer writer, bool one_task) {
+  tidepool::pool p(workers(s));
+  auto& b = pfor_buffer();
+  timed(s, "pfor_writer", clear_by(p, writer), [&] {
+    unsigned char* const out = b.data();
+    if (one_task) {
+      p.submit([data = out, size = b.size()] {
+        // Locals: a byte store may alias the closure's members, which would be reloaded after
+        // every store (see pfor above).
+        unsigned char* const to = data;
+        const std::size_t n = size;
+        for (std::size_t i = 0; i < n; ++i) to[i] = pfor_value(i);
+      }).get();
+    } else {
+      tidepool::parallel_for(p, std::size_t{0}, b.size(), [out](std::size_t i) { out[i] = pfor_value(i); });
+    }
+  }, pfor_check);
+}
+
+void BM_PforWriter_Caller(benchmark::State& s, pfor_writer writer) {
+  tidepool::pool p(workers(s));
+  auto& b = pfor_buffer();
+  timed(s, "pfor_writer", clear_by(p, writer), [&] {
     unsigned char* const out = b.data();
     for (std::size_t i = 0, stop = b.size(); i < stop; ++i) out[i] = pfor_value(i);
   }, pfor_check);
@@ -475,6 +524,13 @@ void register_benchmarks(bool quick) {
   add("pfor/tbb_simple", [](benchmark::State& s) { BM_Pfor_Tbb(s, pfor_grain, tbb::simple_partitioner{}); });
   add("pfor/tbb_affinity", BM_Pfor_TbbAffinity);
   add("pfor/serial", BM_Pfor_Serial);
+  // Not a peer comparison (tools/compare does not run it): see pfor_writer above.
+  add("pfor_writer/caller_wrote/parallel_for", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::caller, false); });
+  add("pfor_writer/pool_wrote/parallel_for", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::pool, false); });
+  add("pfor_writer/caller_wrote/one_task", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::caller, true); });
+  add("pfor_writer/pool_wrote/one_task", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::pool, true); });
+  add("pfor_writer/caller_wrote/caller_loop", [](benchmark::State& s) { BM_PforWriter_Caller(s, pfor_writer::caller); });
+  add("pfor_writer/pool_wrote/caller_loop", [](benchmark::State& s) { BM_PforWriter_Caller(s, pfor_writer::pool); });
   add("sort_int/tidepool", [](benchmark::State& s) { BM_Sort_Tidepool(s, "sort_int", ints); });
   add("sort_int/tbb", [](benchmark::State& s) { BM_Sort_Tbb(s, "sort_int", ints); });
   add("sort_int/std_par", [](benchmark::State& s) { BM_Sort_StdPar(s, "sort_int", ints); });
