@@ -69,6 +69,17 @@ constexpr std::uint64_t min_search_ns = 8'000;
 constexpr std::uint64_t max_search_ns = 200'000;
 static_assert(worker::longest_counted_idle_gap_ns > max_search_ns, "a long gap must mean: search briefly");
 constexpr int pauses_per_round = 16;
+// Every round looks at the deques and inboxes; only every fourth (every 1.6 µs here, a pause
+// being 25 ns) at the global queues too. A searcher that polls the queue a producer is filling
+// pulls the queue's tail line away from that producer at every look, and a worker that keeps up
+// with its producer searches between most tasks. Measured with bench_server, binaries
+// alternated: one worker and one producer submit 15.7 M tasks/s against 13.8 looking every
+// round (medians of 30 runs; the mutex pool 19.0 in the same runs); submit→start latency at
+// half load no worse (p50 / p99 / p99.9 11.0 / 263 / 552 µs against 11.3 / 283 / 739); fib and
+// skynet at 2 workers 2 % slower, within their spread. The rounds in between must stay as
+// long as a full look, though: a steal attempt alone, or a full look every 64 pauses, made those
+// two 4-6 % slower.
+constexpr int rounds_per_global_look = 4;
 constexpr std::uint32_t burst_tasks = 16;
 
 std::uint64_t adaptive_search_ns(const worker& w) noexcept {
@@ -113,9 +124,11 @@ task_node* pool_core::search(worker& w) noexcept {
   }
   if (!try_become_searching(w)) return nullptr;
   const std::uint64_t until = now + w.search_budget_ns;
+  int round = 0;
   do {
     for (int i = 0; i < pauses_per_round; ++i) cpu_pause();
-    if (task_node* t = find_task(w)) {
+    task_node* t = find_task(w, /*look_at_global=*/++round % rounds_per_global_look == 0);
+    if (t != nullptr) {
       stop_searching(w);
       return t;
     }

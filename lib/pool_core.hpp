@@ -299,7 +299,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] timer_queue& timers() noexcept { return timers_; }
 
   // --- worker.cpp
-  [[nodiscard]] task_node* find_task(worker& w) noexcept;
+  // look_at_global false: all but the global queues (a searcher's in-between looks, parking.cpp).
+  [[nodiscard]] task_node* find_task(worker& w, bool look_at_global = true) noexcept;
   void execute(worker& w, task_node* node, bool holds_slot) noexcept;
   // Runs `node`, a task with a handle that the calling worker waits for, here and now if nobody
   // has started it yet; false otherwise. Used past the helping cap (waiting.cpp).

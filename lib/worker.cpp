@@ -331,7 +331,7 @@ bool pool_core::fair_take_due(worker& w) noexcept {
   return true;
 }
 
-task_node* pool_core::find_task(worker& w) noexcept {
+task_node* pool_core::find_task(worker& w, bool look_at_global) noexcept {
   if (fair_take_due(w)) {
     if (task_node* t = take_oldest_submitted(w)) return t;
   }
@@ -341,7 +341,12 @@ task_node* pool_core::find_task(worker& w) noexcept {
   if (!w.deque.empty_estimate()) {
     if (task_node* t = w.deque.pop()) return t;
   }
-  if (task_node* t = take_oldest_submitted(w)) return t;
+  if (look_at_global) {
+    if (task_node* t = take_oldest_submitted(w)) return t;
+  } else if (!global_.prioritised()) {  // with levels, inboxes wait for the next full look
+    if (task_node* t = take_inbox(w)) return t;
+    if (task_node* t = steal_for(w, &worker::inbox)) return t;
+  }
   return steal_for(w, &worker::deque);
 }
 
