@@ -367,7 +367,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   [[nodiscard]] task_node* take_by_priority(worker& w) noexcept;
   [[nodiscard]] task_node* take_at_level(worker& w, unsigned level, bool one_task = false) noexcept;
   [[nodiscard]] static task_node* take_inbox(worker& w) noexcept;
-  [[nodiscard]] task_node* take_oldest_submitted(worker& w) noexcept;
+  [[nodiscard]] task_node* take_oldest_submitted(worker& w, bool look_at_global = true) noexcept;
   [[nodiscard]] static bool fair_take_due(worker& w) noexcept;
   void run_task(worker& w, task_node* node, bool holds_slot) noexcept;
   // After a run: tells the owner, counts (on `self`, or as finished elsewhere when null),

@@ -246,12 +246,13 @@ task_node* pool_core::take_inbox(worker& w) noexcept {
   return nullptr;
 }
 
-task_node* pool_core::take_oldest_submitted(worker& w) noexcept {
+task_node* pool_core::take_oldest_submitted(worker& w, bool look_at_global) noexcept {
   // Until a level other than normal is used, every submitted task is normal: skip the levels.
-  if (global_.prioritised()) return take_by_priority(w);
+  // With levels, the inboxes wait for the next look at the global queues too.
+  if (global_.prioritised()) return look_at_global ? take_by_priority(w) : nullptr;
   if (task_node* t = take_inbox(w)) return t;
   if (task_node* t = steal_for(w, &worker::inbox)) return t;
-  return take_global(w, normal_level);
+  return look_at_global ? take_global(w, normal_level) : nullptr;
 }
 
 // The oldest task of the level the level rule picks (priority_queues.hpp), or, if that level ran
@@ -341,12 +342,7 @@ task_node* pool_core::find_task(worker& w, bool look_at_global) noexcept {
   if (!w.deque.empty_estimate()) {
     if (task_node* t = w.deque.pop()) return t;
   }
-  if (look_at_global) {
-    if (task_node* t = take_oldest_submitted(w)) return t;
-  } else if (!global_.prioritised()) {  // with levels, inboxes wait for the next full look
-    if (task_node* t = take_inbox(w)) return t;
-    if (task_node* t = steal_for(w, &worker::inbox)) return t;
-  }
+  if (task_node* t = take_oldest_submitted(w, look_at_global)) return t;
   return steal_for(w, &worker::deque);
 }
 

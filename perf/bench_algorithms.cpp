@@ -196,31 +196,31 @@ auto clear_by(tidepool::pool& p, pfor_writer writer) {
   };
 }
 
-void BM_PforWriter_Tidepool(benchmark::State& s, pfor_writer writer, bool one_task) {
-  tidepool::pool p(workers(s));
-  auto& b = pfor_buffer();
-  timed(s, "pfor_writer", clear_by(p, writer), [&] {
-    unsigned char* const out = b.data();
-    if (one_task) {
-      p.submit([data = out, size = b.size()] {
-        // Locals: a byte store may alias the closure's members, which would be reloaded after
-        // every store (see pfor above).
-        unsigned char* const to = data;
-        const std::size_t n = size;
-        for (std::size_t i = 0; i < n; ++i) to[i] = pfor_value(i);
-      }).get();
-    } else {
-      tidepool::parallel_for(p, std::size_t{0}, b.size(), [out](std::size_t i) { out[i] = pfor_value(i); });
-    }
-  }, pfor_check);
-}
+enum class pfor_runner { caller_loop, one_task, parallel_for };
 
-void BM_PforWriter_Caller(benchmark::State& s, pfor_writer writer) {
+void BM_PforWriter(benchmark::State& s, pfor_writer writer, pfor_runner runner) {
   tidepool::pool p(workers(s));
   auto& b = pfor_buffer();
   timed(s, "pfor_writer", clear_by(p, writer), [&] {
     unsigned char* const out = b.data();
-    for (std::size_t i = 0, stop = b.size(); i < stop; ++i) out[i] = pfor_value(i);
+    const std::size_t n = b.size();
+    switch (runner) {
+      case pfor_runner::caller_loop:
+        for (std::size_t i = 0; i < n; ++i) out[i] = pfor_value(i);
+        break;
+      case pfor_runner::one_task:
+        p.submit([data = out, size = n] {
+          // Locals: a byte store may alias the closure's members, which would be reloaded after
+          // every store (see pfor above).
+          unsigned char* const to = data;
+          const std::size_t count = size;
+          for (std::size_t i = 0; i < count; ++i) to[i] = pfor_value(i);
+        }).get();
+        break;
+      case pfor_runner::parallel_for:
+        tidepool::parallel_for(p, std::size_t{0}, n, [out](std::size_t i) { out[i] = pfor_value(i); });
+        break;
+    }
   }, pfor_check);
 }
 
@@ -525,12 +525,12 @@ void register_benchmarks(bool quick) {
   add("pfor/tbb_affinity", BM_Pfor_TbbAffinity);
   add("pfor/serial", BM_Pfor_Serial);
   // Not a peer comparison (tools/compare does not run it): see pfor_writer above.
-  add("pfor_writer/caller_wrote/parallel_for", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::caller, false); });
-  add("pfor_writer/pool_wrote/parallel_for", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::pool, false); });
-  add("pfor_writer/caller_wrote/one_task", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::caller, true); });
-  add("pfor_writer/pool_wrote/one_task", [](benchmark::State& s) { BM_PforWriter_Tidepool(s, pfor_writer::pool, true); });
-  add("pfor_writer/caller_wrote/caller_loop", [](benchmark::State& s) { BM_PforWriter_Caller(s, pfor_writer::caller); });
-  add("pfor_writer/pool_wrote/caller_loop", [](benchmark::State& s) { BM_PforWriter_Caller(s, pfor_writer::pool); });
+  add("pfor_writer/caller_wrote/parallel_for", [](benchmark::State& s) { BM_PforWriter(s, pfor_writer::caller, pfor_runner::parallel_for); });
+  add("pfor_writer/pool_wrote/parallel_for", [](benchmark::State& s) { BM_PforWriter(s, pfor_writer::pool, pfor_runner::parallel_for); });
+  add("pfor_writer/caller_wrote/one_task", [](benchmark::State& s) { BM_PforWriter(s, pfor_writer::caller, pfor_runner::one_task); });
+  add("pfor_writer/pool_wrote/one_task", [](benchmark::State& s) { BM_PforWriter(s, pfor_writer::pool, pfor_runner::one_task); });
+  add("pfor_writer/caller_wrote/caller_loop", [](benchmark::State& s) { BM_PforWriter(s, pfor_writer::caller, pfor_runner::caller_loop); });
+  add("pfor_writer/pool_wrote/caller_loop", [](benchmark::State& s) { BM_PforWriter(s, pfor_writer::pool, pfor_runner::caller_loop); });
   add("sort_int/tidepool", [](benchmark::State& s) { BM_Sort_Tidepool(s, "sort_int", ints); });
   add("sort_int/tbb", [](benchmark::State& s) { BM_Sort_Tbb(s, "sort_int", ints); });
   add("sort_int/std_par", [](benchmark::State& s) { BM_Sort_StdPar(s, "sort_int", ints); });
