@@ -16,6 +16,7 @@
 #include "deep_recursion.hpp"
 #include "pool_options_for_tests.hpp"
 #include "stress_config.hpp"
+#include "tidepool/detail/pending_count.hpp"
 #include "tidepool/pool.hpp"
 
 namespace {
@@ -230,6 +231,43 @@ TEST(TaskGroup, RecursionFarPastTheHelpingCapWithAGroupPerLevelFinishesOnTwoWork
   pool p(with_workers(2));
   const long n = tidepool::testing::run_or_fail_on_hang(p, [&] { return deep_spine(p, 0, spine_depth()); });
   EXPECT_EQ(n, 300L * spine_depth() + 1);
+}
+
+// The count under every task_group and subpool. Reused for many rounds, as a server's group or
+// subpool is: each round's waiter must wake (none lost), and once a round's waiter has seen it
+// done, nothing is left flagged, so the next rounds' drains make no wake-up call for nobody.
+TEST(PendingCount, ReusedAcrossRoundsWakesEveryWaiterAndLeavesNoWaiterFlagged) {
+  tidepool::detail::pending_count pending;
+  const std::size_t rounds = tidepool::testing::stress_count(2'000, 500);
+  for (std::size_t round = 0; round < rounds; ++round) {
+    constexpr int pieces = 3;
+    for (int i = 0; i < pieces; ++i) pending.add();
+    std::vector<std::thread> finishers;
+    for (int i = 0; i < pieces; ++i) {
+      finishers.emplace_back([&pending] { EXPECT_FALSE(pending.finish()); });
+    }
+    pending.block_until_done();  // a hang here is a lost wake-up
+    EXPECT_TRUE(pending.done());
+    for (auto& t : finishers) t.join();
+    ASSERT_FALSE(pending.waiter_flagged_for_testing()) << "round " << round;
+  }
+}
+
+TEST(PendingCount, AWaiterThatBlockedOnceLeavesLaterDrainsWithoutAWakeUpCall) {
+  tidepool::detail::pending_count pending;
+  pending.add();
+  std::thread finisher([&pending] {
+    std::this_thread::sleep_for(20ms);  // long enough for the waiter to block and flag itself
+    EXPECT_FALSE(pending.finish());
+  });
+  pending.block_until_done();
+  finisher.join();
+  EXPECT_FALSE(pending.waiter_flagged_for_testing());
+  // A later round nobody waits for: done without a flag, so its finisher made no wake-up call.
+  pending.add();
+  EXPECT_FALSE(pending.finish());
+  EXPECT_TRUE(pending.done());
+  EXPECT_FALSE(pending.waiter_flagged_for_testing());
 }
 
 }  // namespace

@@ -41,7 +41,8 @@ class pending_count {
 
   [[nodiscard]] bool done() const noexcept { return word_.load(std::memory_order_acquire) < unit; }
 
-  // Blocks until done(), or for at most `limit` if one is given. May return early.
+  // Blocks until done(), or for at most `limit` if one is given. May return early. Only the
+  // owner waits (it is alive while it does), so the waiter may touch the word afterwards.
   void block_until_done(const std::chrono::nanoseconds* limit = nullptr) noexcept {
     std::uint32_t word = word_.load(std::memory_order_acquire);
     while (word >= unit) {
@@ -54,14 +55,34 @@ class pending_count {
       }
       if (limit != nullptr) {
         futex_wait_for(word_, word, *limit);
-        return;
+        word = word_.load(std::memory_order_acquire);
+        break;
       }
       futex_wait(word_, word);
       word = word_.load(std::memory_order_acquire);
     }
+    if (word < unit) forget_waiters(word);
+  }
+
+  // Test hook: whether a finisher that brings the count to zero would make a wake-up call.
+  [[nodiscard]] bool waiter_flagged_for_testing() const noexcept {
+    return (word_.load(std::memory_order_relaxed) & waiter_bit) != 0;
   }
 
  private:
+  // The finisher cannot clear the waiter bit (it must not touch the word after its last
+  // read-modify-write), so the waiter does, once it has seen the count at zero: otherwise an
+  // owner waited on once (a task_group, a subpool reused for many rounds) made a futex wake
+  // system call at every later drain to zero, with nobody waiting. Best effort: if work was added
+  // meanwhile, the compare-exchange fails and the bit stays for the next drain, one spare call.
+  // A second waiter still blocked was woken by the drain that brought the count to zero, and
+  // one that blocks later sets the bit again first.
+  void forget_waiters(std::uint32_t done_word) noexcept {
+    if ((done_word & waiter_bit) == 0) return;
+    word_.compare_exchange_strong(done_word, done_word & ~waiter_bit, std::memory_order_relaxed,
+                                  std::memory_order_relaxed);
+  }
+
   static constexpr std::uint32_t waiter_bit = 1;
   static constexpr std::uint32_t abandoned_bit = 2;
   static constexpr std::uint32_t unit = 4;  // one piece of work, in the word's upper 30 bits
