@@ -169,6 +169,7 @@ bool pool_core::park(worker& w) noexcept {
   // acquire: pairs with the waker's release, so what it set for us (searching) is visible.
   while (w.wake_word.load(std::memory_order_acquire) == 0) futex_wait(w.wake_word, 0);
   w.wake_word.store(0, std::memory_order_relaxed);
+  w.wake_latency.record(steady_nanoseconds() - w.woken_at_ns);
   return true;
 }
 
@@ -188,6 +189,9 @@ void pool_core::notify_one(worker* waker) noexcept {
 }
 
 void pool_core::wake(worker& sleeper) noexcept {
+  // Read by the sleeper only once it sees the store below (acquire), and written by no one else:
+  // the waker took it off the list (or, at shutdown, empties the list under the lock).
+  sleeper.woken_at_ns = steady_nanoseconds();
   sleeper.wake_word.store(1, std::memory_order_release);
   futex_wake_one(sleeper.wake_word);
 }

@@ -283,6 +283,7 @@ pool_metrics pool_core::metrics() const {
   for (const auto& w : workers_) {
     w->queue_wait.add_to(m.queue_wait);
     w->run_time.add_to(m.run_time);
+    w->wake_latency.add_to(m.wake_latency);
     for (unsigned level = 0; level < priority_levels; ++level) w->queue_wait_at_level[level].add_to(m.levels[level].queue_wait);
   }
   m.latency_sample_every = options_.latency_sample_every;

@@ -202,6 +202,7 @@ struct alignas(cache_line_size) worker {
   } counters;
   owned_histogram queue_wait;  // sampled tasks' submit → start
   owned_histogram run_time;    // sampled tasks' start → end
+  owned_histogram wake_latency;  // this worker's wake-ups: the call → running again (parking.cpp)
   owned_histogram queue_wait_at_level[priority_levels];
   level_rule levels;  // which priority level this worker serves next (priority_queues.hpp)
   std::uint32_t until_fair_take = fair_take_interval;  // counts down the starts between fair takes
@@ -225,6 +226,8 @@ struct alignas(cache_line_size) worker {
   std::uint64_t search_budget_ns = 0;   // for the current idle period, fixed when it begins
   std::uint32_t tasks_since_idle = 0;   // tasks the worker loop ran since it last ran out of work
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
+  // When the wake-up call was made: written by the waker before wake_word, which publishes it.
+  std::uint64_t woken_at_ns = 0;
   std::atomic<worker_state> state{worker_state::active};
   worker_thread thread;
 };

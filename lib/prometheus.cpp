@@ -120,6 +120,8 @@ std::string to_prometheus(const pool_metrics& m, std::string_view prefix) {
          m.latency_sample_every);
   append_histogram(out, prefix, "queue_wait", "Sampled tasks' time from submission to start.", m.queue_wait);
   append_histogram(out, prefix, "run_time", "Sampled tasks' time from start to end.", m.run_time);
+  append_histogram(out, prefix, "wake_latency", "Parked workers' time from a wake-up call to running again.",
+                   m.wake_latency);
   using level = pool_metrics::level_metrics;
   append_by_priority(out, prefix, "tasks_waiting_by_priority", kind::gauge, "Accepted tasks not started yet, per priority.",
                      m, [](const level& l) { return l.waiting; });

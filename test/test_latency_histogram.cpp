@@ -173,4 +173,20 @@ TEST(LatencyHistogram, SubpoolAndGroupTasksAreSampledInTheRootPool) {
   EXPECT_EQ(p.metrics().queue_wait.count, 15U);
 }
 
+TEST(LatencyHistogram, EveryWakeUpOfAParkedWorkerIsTimed) {
+  tidepool::pool p(with_workers(2));
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(2ms);  // past any search (at most 200 µs): both workers park
+    p.submit([] {}).get();
+  }
+  const tidepool::pool_metrics m = p.metrics();
+  // Each round's task found every worker parked and woke one (a woken worker that finds it may
+  // pass the baton to the other); each wake-up is timed once the woken worker runs.
+  EXPECT_GE(m.wake_latency.count, 20U);
+  EXPECT_LE(m.wake_latency.count, m.wakeups);
+  EXPECT_EQ(sum_of_buckets(m.wake_latency), m.wake_latency.count);
+  EXPECT_GT(m.wake_latency.max_ns, 0U);
+  EXPECT_LE(m.wake_latency.max_ns, 10'000'000'000U);  // ten seconds: a clock gone wrong, not a slow host
+}
+
 }  // namespace

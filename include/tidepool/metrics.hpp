@@ -60,6 +60,12 @@ struct pool_metrics {
   latency_histogram run_time;
   std::uint32_t latency_sample_every = 0;  // the pool's option: 1 in N tasks is timed (0: none)
 
+  // Every wake-up of a parked worker, not sampled: from the wake-up call to the worker running
+  // again. What a task that finds every worker asleep waits on top of its queue wait; on a
+  // virtual machine whose idle vCPUs halt, mostly the host's doing (README, "Performance").
+  // A subpool's own metrics() leave it empty.
+  latency_histogram wake_latency;
+
   // The same, per priority level, indexed by tidepool::priority (at_level(priority::high)). The
   // levels' waiting and started add up to the totals above; a subpool's own metrics leave these
   // empty, its tasks being counted in its root pool's.
