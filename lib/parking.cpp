@@ -190,7 +190,8 @@ void pool_core::notify_one(worker* waker) noexcept {
 
 void pool_core::wake(worker& sleeper) noexcept {
   // Read by the sleeper only once it sees the store below (acquire), and written by no one else:
-  // the waker took it off the list (or, at shutdown, empties the list under the lock).
+  // the waker took it off the list (or empties the list under the lock: shutdown, a shrink, a
+  // failed start).
   sleeper.woken_at_ns = steady_nanoseconds();
   sleeper.wake_word.store(1, std::memory_order_release);
   futex_wake_one(sleeper.wake_word);

@@ -115,7 +115,10 @@ bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
 }
 
 void wait_until_done(pending_count& pending) {
-  if (pending.done()) return;
+  if (pending.done()) {
+    pending.forget_waiters();  // a bit an earlier round's helping wait left
+    return;
+  }
   if (worker* w = current_worker()) {
     help_until(
         *w, [&pending] { return pending.done(); }, nullptr,
@@ -123,6 +126,9 @@ void wait_until_done(pending_count& pending) {
           const std::chrono::nanoseconds limit = until - std::chrono::steady_clock::now();
           pending.block_until_done(&limit);
         });
+    // The slices block with a time limit: the count may have reached zero between them, with
+    // the bit still set.
+    pending.forget_waiters();
     return;
   }
   for (int i = 0; i < spins_before_blocking && !pending.done(); ++i) cpu_pause();

@@ -180,9 +180,12 @@ TEST(LatencyHistogram, EveryWakeUpOfAParkedWorkerIsTimed) {
     p.submit([] {}).get();
   }
   const tidepool::pool_metrics m = p.metrics();
-  // Each round's task found every worker parked and woke one (a woken worker that finds it may
-  // pass the baton to the other); each wake-up is timed once the woken worker runs.
-  EXPECT_GE(m.wake_latency.count, 20U);
+  // Each round's task normally finds every worker parked and wakes one, timed once the woken
+  // worker runs. Normally: a worker the machine descheduled for the whole pause may not have
+  // parked yet, so only some wake-up is certain. A sample is taken once per park that slept,
+  // and the wake-ups counted in `wakeups` are among them (no shrink or shutdown here).
+  EXPECT_GE(m.wake_latency.count, 1U);
+  EXPECT_LE(m.wake_latency.count, m.parks);
   EXPECT_LE(m.wake_latency.count, m.wakeups);
   EXPECT_EQ(sum_of_buckets(m.wake_latency), m.wake_latency.count);
   EXPECT_GT(m.wake_latency.max_ns, 0U);

@@ -270,4 +270,21 @@ TEST(PendingCount, AWaiterThatBlockedOnceLeavesLaterDrainsWithoutAWakeUpCall) {
   EXPECT_FALSE(pending.waiter_flagged_for_testing());
 }
 
+TEST(PendingCount, AHelpingWaitOnAWorkerLeavesNoWaiterFlagged) {
+  // A wait on a worker helps and blocks in time-limited slices; the last unit may finish between
+  // two slices (here: run by the waiting worker itself), with the bit set by the slice before.
+  pool p(with_workers(1));
+  for (int round = 0; round < 5; ++round) {
+    tidepool::detail::pending_count pending;
+    pending.add();
+    std::thread finisher([&] {
+      std::this_thread::sleep_for(5ms);  // the waiter has blocked once: the bit is set
+      p.go([&pending] { EXPECT_FALSE(pending.finish()); });
+    });
+    p.submit([&pending] { tidepool::detail::wait_until_done(pending); }).get();
+    finisher.join();
+    EXPECT_FALSE(pending.waiter_flagged_for_testing()) << "round " << round;
+  }
+}
+
 }  // namespace

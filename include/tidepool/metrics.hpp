@@ -63,6 +63,7 @@ struct pool_metrics {
   // Every wake-up of a parked worker, not sampled: from the wake-up call to the worker running
   // again. What a task that finds every worker asleep waits on top of its queue wait; on a
   // virtual machine whose idle vCPUs halt, mostly the host's doing (README, "Performance").
+  // Its count includes the wake-ups of shutdown and of a shrink, which `wakeups` does not count.
   // A subpool's own metrics() leave it empty.
   latency_histogram wake_latency;
 
