@@ -119,6 +119,8 @@ class task_group {
   }
 
   // Waits for every task of the group, then rethrows the group's first failure, if any.
+  // Several threads may wait at once, as long as none of them destroys the group while the
+  // others may still be inside wait(): a waiter touches the group after the last task finishes.
   void wait() {
     detail::wait_until_done(state_->pending());
     if (state_->first_failure()) std::rethrow_exception(state_->first_failure());
