@@ -115,24 +115,22 @@ bool wait_for_task_for(task_node* node, std::chrono::nanoseconds timeout) {
 }
 
 void wait_until_done(pending_count& pending) {
-  if (pending.done()) {
-    pending.forget_waiters();  // a bit an earlier round's helping wait left
-    return;
+  if (!pending.done()) {
+    if (worker* w = current_worker()) {
+      help_until(
+          *w, [&pending] { return pending.done(); }, nullptr,
+          [&pending](std::chrono::steady_clock::time_point until) {
+            const std::chrono::nanoseconds limit = until - std::chrono::steady_clock::now();
+            pending.block_until_done(&limit);
+          });
+    } else {
+      for (int i = 0; i < spins_before_blocking && !pending.done(); ++i) cpu_pause();
+      pending.block_until_done();
+    }
   }
-  if (worker* w = current_worker()) {
-    help_until(
-        *w, [&pending] { return pending.done(); }, nullptr,
-        [&pending](std::chrono::steady_clock::time_point until) {
-          const std::chrono::nanoseconds limit = until - std::chrono::steady_clock::now();
-          pending.block_until_done(&limit);
-        });
-    // The slices block with a time limit: the count may have reached zero between them, with
-    // the bit still set.
-    pending.forget_waiters();
-    return;
-  }
-  for (int i = 0; i < spins_before_blocking && !pending.done(); ++i) cpu_pause();
-  pending.block_until_done();
+  // Whichever way done() was seen — a helping wait blocks in time-limited slices and may see
+  // the count reach zero between two of them — and whatever an earlier round's wait left.
+  pending.forget_waiters();
 }
 
 std::uint64_t pool_core::unfinished() const noexcept {

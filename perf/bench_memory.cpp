@@ -30,7 +30,7 @@
 #include <chrono>              // for std::chrono
 #include <cstdint>             // for std::uint64_t
 #include <cstdio>              // for std::FILE, std::fopen, std::fscanf
-#include <cstring>             // for std::strcmp, std::strncmp, std::memset
+#include <cstring>             // for std::strcmp, std::strncmp
 #include <deque>               // for std::deque
 #include <fstream>             // for std::ofstream
 #include <functional>          // for std::function
@@ -41,6 +41,7 @@
 
 #include "bench_main.hpp"
 #include "completion_counter.hpp"
+#include "pond110_payload.hpp"
 #include "pool_adapters.hpp"
 #include "tidepool/coro.hpp"
 
@@ -129,17 +130,6 @@ long retained_payloads() {
   return std::max(0L, live - (created - finished));
 }
 
-struct payload {
-  std::vector<unsigned char> bytes;
-  payload() : bytes(1 << 20) {
-    std::memset(bytes.data(), 1, bytes.size());  // touched: resident, as a real payload is
-    g_live_payloads.fetch_add(1);
-  }
-  ~payload() { g_live_payloads.fetch_sub(1); }
-  payload(const payload&) = delete;
-  payload& operator=(const payload&) = delete;
-};
-
 // Samples RSS and live payloads on a thread of its own until stopped.
 class sampler {
  public:
@@ -196,7 +186,7 @@ void BM_Pond110(benchmark::State& state, const std::string& scheduler) {
         while (round * tasks_per_round - g_done.total() > rounds_in_flight * tasks_per_round) {
           std::this_thread::sleep_for(20us);
         }
-        auto data = std::make_shared<payload>();
+        auto data = std::make_shared<tidepool::perf::pond110_payload>(g_live_payloads);
         g_rounds_created.fetch_add(1);
         std::atomic<std::uint32_t>* finished = &tasks_finished[round];
         for (std::uint64_t t = 0; t < tasks_per_round; ++t) {

@@ -12,11 +12,11 @@
 #include <chrono>     // for std::chrono
 #include <cstdio>     // for std::printf, std::fopen, std::fscanf
 #include <cstdlib>    // for std::atoi
-#include <cstring>    // for std::memset
 #include <memory>     // for std::make_shared
 #include <thread>     // for std::thread
 #include <vector>     // for std::vector
 
+#include "pond110_payload.hpp"
 #include "tidepool/metrics.hpp"
 #include "tidepool/pool.hpp"
 
@@ -31,16 +31,6 @@ constexpr long rounds_in_flight = 8;
 
 std::atomic<long> live_payloads{0};
 
-struct payload {
-  std::vector<unsigned char> bytes;
-  payload() : bytes(1 << 20) {
-    std::memset(bytes.data(), 1, bytes.size());
-    live_payloads.fetch_add(1);
-  }
-  ~payload() { live_payloads.fetch_sub(1); }
-  payload(const payload&) = delete;
-  payload& operator=(const payload&) = delete;
-};
 
 // Busy and total jiffies of all CPUs together (the first line of /proc/stat).
 struct cpu_times {
@@ -95,7 +85,7 @@ void run(std::size_t workers) {
     while (round * tasks_per_round - finished_tasks.load() > rounds_in_flight * tasks_per_round) {
       std::this_thread::sleep_for(20us);
     }
-    auto data = std::make_shared<payload>();
+    auto data = std::make_shared<tidepool::perf::pond110_payload>(live_payloads);
     rounds_created.fetch_add(1);
     for (long t = 0; t < tasks_per_round; ++t) {
       pool.go([data, t, &sum, &finished_tasks] {

@@ -246,7 +246,7 @@ TEST(PendingCount, ReusedAcrossRoundsWakesEveryWaiterAndLeavesNoWaiterFlagged) {
     for (int i = 0; i < pieces; ++i) {
       finishers.emplace_back([&pending] { EXPECT_FALSE(pending.finish()); });
     }
-    pending.block_until_done();  // a hang here is a lost wake-up
+    tidepool::detail::wait_until_done(pending);  // a hang here is a lost wake-up
     EXPECT_TRUE(pending.done());
     for (auto& t : finishers) t.join();
     ASSERT_FALSE(pending.waiter_flagged_for_testing()) << "round " << round;
@@ -260,7 +260,7 @@ TEST(PendingCount, AWaiterThatBlockedOnceLeavesLaterDrainsWithoutAWakeUpCall) {
     std::this_thread::sleep_for(20ms);  // long enough for the waiter to block and flag itself
     EXPECT_FALSE(pending.finish());
   });
-  pending.block_until_done();
+  tidepool::detail::wait_until_done(pending);
   finisher.join();
   EXPECT_FALSE(pending.waiter_flagged_for_testing());
   // A later round nobody waits for: done without a flag, so its finisher made no wake-up call.

@@ -41,9 +41,7 @@ class pending_count {
 
   [[nodiscard]] bool done() const noexcept { return word_.load(std::memory_order_acquire) < unit; }
 
-  // Blocks until done(), or for at most `limit` if one is given. May return early. Only the
-  // owner waits (it is alive while it does), so the waiter may touch the word afterwards; two
-  // threads waiting at once while one of them may destroy the owner is not supported.
+  // Blocks until done(), or for at most `limit` if one is given. May return early.
   void block_until_done(const std::chrono::nanoseconds* limit = nullptr) noexcept {
     std::uint32_t word = word_.load(std::memory_order_acquire);
     while (word >= unit) {
@@ -56,19 +54,28 @@ class pending_count {
       }
       if (limit != nullptr) {
         futex_wait_for(word_, word, *limit);
-        word = word_.load(std::memory_order_acquire);
-        break;
+        return;
       }
       futex_wait(word_, word);
       word = word_.load(std::memory_order_acquire);
     }
-    if (word < unit) forget_waiters(word);
   }
 
-  // For a waiter that saw done() some other way than through block_until_done (a helping wait,
-  // which blocks in time-limited slices and may see the count reach zero between them, or
-  // between two rounds of a reused group): clears a waiter bit left from those slices.
-  void forget_waiters() noexcept { forget_waiters(word_.load(std::memory_order_relaxed)); }
+  // For the waiter, once it has seen done(): clears the waiter bit, so that later drains to zero
+  // (a task_group reused for many rounds) make no futex wake call with nobody waiting. The
+  // finisher cannot clear it: it must not touch the word after its last read-modify-write. Only
+  // the owner waits (it is alive while it does), so the waiter may touch the word afterwards; two
+  // threads waiting at once while one of them may destroy the owner is not supported. (A
+  // subpool is waited on only when it stops.) Only a word whose count is zero is changed: if
+  // work was added meanwhile, the compare-exchange fails and the bit stays for the next drain,
+  // one spare call. A second waiter still blocked was woken by the drain that brought the count
+  // to zero, and one that blocks later sets the bit again first. Relaxed: the bit guards no
+  // other data, and a relaxed read-modify-write continues the finishers' release sequence.
+  void forget_waiters() noexcept {
+    std::uint32_t word = word_.load(std::memory_order_relaxed);
+    if (word >= unit || (word & waiter_bit) == 0) return;
+    word_.compare_exchange_strong(word, word & ~waiter_bit, std::memory_order_relaxed, std::memory_order_relaxed);
+  }
 
   // Test hook: whether a finisher that brings the count to zero would make a wake-up call.
   [[nodiscard]] bool waiter_flagged_for_testing() const noexcept {
@@ -76,20 +83,6 @@ class pending_count {
   }
 
  private:
-  // The finisher cannot clear the waiter bit (it must not touch the word after its last
-  // read-modify-write), so the waiter does, once it has seen the count at zero: otherwise a
-  // task_group reused for many rounds and waited on once made a futex wake system call at every
-  // later drain to zero, with nobody waiting. (A subpool is waited on only when it stops.) Only
-  // a word whose count is zero is changed: if work was added meanwhile, the compare-exchange
-  // fails and the bit stays for the next drain, one spare call.
-  // A second waiter still blocked was woken by the drain that brought the count to zero, and
-  // one that blocks later sets the bit again first.
-  void forget_waiters(std::uint32_t done_word) noexcept {
-    if (done_word >= unit || (done_word & waiter_bit) == 0) return;
-    word_.compare_exchange_strong(done_word, done_word & ~waiter_bit, std::memory_order_relaxed,
-                                  std::memory_order_relaxed);
-  }
-
   static constexpr std::uint32_t waiter_bit = 1;
   static constexpr std::uint32_t abandoned_bit = 2;
   static constexpr std::uint32_t unit = 4;  // one piece of work, in the word's upper 30 bits
