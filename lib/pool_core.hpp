@@ -225,6 +225,12 @@ struct alignas(cache_line_size) worker {
   std::uint64_t recent_idle_gap_ns = longest_counted_idle_gap_ns;
   std::uint64_t search_budget_ns = 0;   // for the current idle period, fixed when it begins
   std::uint32_t tasks_since_idle = 0;   // tasks the worker loop ran since it last ran out of work
+  // Owner only (worker.cpp, pace_global_take): when this worker's last take from the global queue
+  // came back short of a batch (0: a full batch, or nothing), its global_pushes count then, and
+  // how many more short takes go unpaced after a wait that did not pay.
+  std::uint64_t short_take_at_ns = 0;
+  std::uint64_t global_pushes_at_short_take = 0;
+  std::uint32_t unpaced_short_takes = 0;
   std::atomic<std::uint32_t> wake_word{0};  // the futex this worker sleeps on; 1 = woken
   // When the wake-up call was made: written by the waker before wake_word, which publishes it.
   std::uint64_t woken_at_ns = 0;
@@ -367,6 +373,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   static constexpr unsigned any_level = priority_levels;
   // A batch into our inbox when it is empty, else (or if `one_task`) a single task.
   [[nodiscard]] task_node* take_global(worker& w, unsigned level, bool one_task = false) noexcept;
+  // Waits a moment before a take that would keep this worker in lockstep with a producer.
+  [[nodiscard]] static bool pace_global_take(worker& w) noexcept;
+  static void note_global_take(worker& w, std::size_t taken, std::size_t batch, bool paced) noexcept;
   [[nodiscard]] task_node* take_by_priority(worker& w) noexcept;
   [[nodiscard]] task_node* take_at_level(worker& w, unsigned level, bool one_task = false) noexcept;
   [[nodiscard]] static task_node* take_inbox(worker& w) noexcept;

@@ -28,6 +28,9 @@ enum class point {
   // add_continuation (lib/completion.cpp): the continuation is in its list, the node's
   // continuation bit not yet set. Must not throw (noexcept path).
   after_continuation_registered,
+  // pool_core::pace_global_take, when a worker is about to wait before its take from the global
+  // queue. Must not throw (noexcept path).
+  before_lockstep_pause,
 };
 
 using hook = void (*)(point);

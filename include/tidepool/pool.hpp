@@ -13,7 +13,10 @@
 // fork-join work stays local: task_group tasks submitted from inside a task, parallel_invoke /
 // parallel_for / parallel_reduce jobs, and the jobs that run a subpool's tasks submitted from
 // inside a task go onto the worker's own deque (newest first for it, oldest first for thieves).
-// Idle workers steal, then park.
+// Idle workers steal, then park. A worker that keeps taking a few tasks at a time from a stream
+// submitted outside the pool waits 2 µs before its next take, so that the producer gets a batch
+// ahead instead of meeting the worker on the same cache lines at every submission; a task of
+// such a stream may start up to 2 µs later for it (lib/worker.cpp, pace_global_take).
 //
 // Start order: tasks submitted by one thread start in the order they were submitted. On one
 // worker exactly; on several, no task starts more than 32 tasks ahead of an earlier one from the
