@@ -209,9 +209,9 @@ bool pool_core::retire(worker& w, task_node* found) noexcept {
 // next. The producer's next locked instruction then waits for those cache lines to come back.
 // On one die that cost about a tenth of 1 worker × 1 producer submission throughput. Where the
 // two threads run on different dies (this VM's host does that part of the time: a cross-core
-// round trip of 320 ns instead of 55) it cost two thirds: 4.6 M tasks/s against 16, while a
-// mutex pool, whose worker takes a batch per lock and leaves the producer's lines alone
-// meanwhile, kept 17.
+// round trip of about 330 ns instead of 55, perf/submit_placement) it cost two thirds: 4.9 M
+// tasks/s against 16.2, while a mutex pool, whose worker takes a batch per lock and leaves the
+// producer's lines alone meanwhile, kept 17.7.
 //
 // So a worker whose last take came back short of a batch, less than lockstep_window_ns ago,
 // first waits lockstep_pause_ns, touching nothing shared, and lets the producer get ahead. Not if
