@@ -226,8 +226,9 @@ struct alignas(cache_line_size) worker {
   std::uint64_t search_budget_ns = 0;   // for the current idle period, fixed when it begins
   std::uint32_t tasks_since_idle = 0;   // tasks the worker loop ran since it last ran out of work
   // Owner only (worker.cpp, pace_global_take): when this worker's last take from the global queue
-  // came back short of a batch (0: a full batch, or nothing), its global_pushes count then, and
-  // how many more takes go unpaced after a wait that did not pay.
+  // came back short of a batch (0: a full batch, nothing, or it pushed since its previous short
+  // take), its global_pushes count then, and how many more takes go unpaced after a wait that did
+  // not pay.
   std::uint64_t short_take_at_ns = 0;
   std::uint64_t global_pushes_at_short_take = 0;
   std::uint32_t unpaced_short_takes = 0;

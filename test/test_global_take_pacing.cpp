@@ -7,6 +7,7 @@
 
 #include <atomic>   // for std::atomic
 #include <cstddef>  // for std::size_t
+#include <cstdint>  // for SIZE_MAX
 #include <thread>   // for std::thread
 #include <vector>   // for std::vector
 
