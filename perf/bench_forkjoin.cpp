@@ -14,6 +14,10 @@
 //   for(1e8)     10^8 trivial iterations (a byte store each); the task_group versions halve the
 //                range down to as many pieces as tidepool's parallel_for makes when nobody steals
 //
+// `tidepool_coro_serial` (1 thread only): the same coroutines with each child awaited in turn,
+// no when_all, nothing forked: what a coroutine frame per node costs before any scheduling, the
+// floor under `tidepool_coro`.
+//
 // Every run checks its answer, outside the timed region; a wrong one fails the benchmark.
 // boost::asio::thread_pool and the mutex + condvar pool are listed for the recursive workloads
 // but cannot run them (see unsupported_reason).
@@ -150,6 +154,12 @@ tidepool::co_task<long> fib_coro(int n) {
   co_return a + b;
 }
 
+tidepool::co_task<long> fib_coro_serial(int n) {
+  if (n < 2) co_return n;
+  const long a = co_await fib_coro_serial(n - 1);
+  co_return a + co_await fib_coro_serial(n - 2);
+}
+
 // The children [first, last) of a coroutine fork-join (at least two), split in halves as
 // parallel_reduce with grain 1 splits its range: co_await gives the sums of the two halves. A
 // half of one child is that child's own co_task, with no coroutine around it.
@@ -221,6 +231,13 @@ tidepool::co_task<std::int64_t> skynet_coro(std::int64_t num, std::int64_t size)
   co_return std::apply([](auto... p) { return (p + ...); }, parts);
 }
 
+tidepool::co_task<std::int64_t> skynet_coro_serial(std::int64_t num, std::int64_t size) {
+  if (size == 1) co_return num;
+  std::int64_t sum = 0;
+  for (std::int64_t i = 0; i < 10; ++i) sum += co_await skynet_coro_serial(num + i * (size / 10), size / 10);
+  co_return sum;
+}
+
 // ---- nqueens ----------------------------------------------------------------------------------
 
 // The rows filled so far, as the squares of the next row that they attack: one bit per column,
@@ -277,6 +294,16 @@ tidepool::co_task<std::int64_t> queens_coro(queens_board board) {
   if (safe.count == 1) co_return co_await child(0);
   auto [low, high] = co_await sum_halves<std::int64_t>(0, safe.count, child);
   co_return low + high;
+}
+
+tidepool::co_task<std::int64_t> queens_coro_serial(queens_board board) {
+  if (board.rows == queens_n) co_return 1;
+  const queens_placements safe = safe_placements(board);
+  std::int64_t solutions = 0;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(safe.count); ++i) {
+    solutions += co_await queens_coro_serial(board.with_queen_at(safe.column_bits[i]));
+  }
+  co_return solutions;
 }
 
 // One group per board that has a safe square (as parallel_reduce forks nothing for a dead end):
@@ -349,6 +376,13 @@ tidepool::co_task<uts::tree_size> uts_coro(uts::node node) {
   if (children == 1) co_return itself + co_await child(0);
   auto [low, high] = co_await sum_halves<uts::tree_size>(0, children, child);
   co_return itself + low + high;
+}
+
+tidepool::co_task<uts::tree_size> uts_coro_serial(uts::node node) {
+  const int children = uts::child_count(uts::t1, node);
+  uts::tree_size size = uts::tree_size::of_node(node, children);
+  for (int i = 0; i < children; ++i) size = size + co_await uts_coro_serial(uts::child(node, i));
+  co_return size;
 }
 
 // As queens_in_group: for a node with children, every child but the first is a task.
@@ -588,6 +622,10 @@ void BM_Fib_TidepoolCoro(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "fib", [&] { return tidepool::sync_wait(p, fib_coro(fib_n)); }, must_equal("fib(30)", fib_answer));
 }
+void BM_Fib_TidepoolCoroSerial(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "fib", [&] { return tidepool::sync_wait(p, fib_coro_serial(fib_n)); }, must_equal("fib(30)", fib_answer));
+}
 void BM_Fib_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "fib", in_pool(p, [&] { return fib_tidepool_group(p, fib_n); }), must_equal("fib(30)", fib_answer));
@@ -614,6 +652,10 @@ void BM_Skynet_TidepoolCoro(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "skynet", [&] { return tidepool::sync_wait(p, skynet_coro(0, skynet_size)); }, skynet_check());
 }
+void BM_Skynet_TidepoolCoroSerial(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "skynet", [&] { return tidepool::sync_wait(p, skynet_coro_serial(0, skynet_size)); }, skynet_check());
+}
 void BM_Skynet_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "skynet", in_pool(p, [&] { return skynet_tidepool_group(p, 0, skynet_size); }), skynet_check());
@@ -635,6 +677,10 @@ void BM_Queens_Tidepool(benchmark::State& s) {
 void BM_Queens_TidepoolCoro(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "nqueens", [&] { return tidepool::sync_wait(p, queens_coro({})); }, queens_check());
+}
+void BM_Queens_TidepoolCoroSerial(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "nqueens", [&] { return tidepool::sync_wait(p, queens_coro_serial({})); }, queens_check());
 }
 void BM_Queens_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
@@ -659,6 +705,10 @@ void BM_Uts_Tidepool(benchmark::State& s) {
 void BM_Uts_TidepoolCoro(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
   measure(s, "uts", [&] { return tidepool::sync_wait(p, uts_coro(uts_root())); }, must_equal("uts T1", uts::t1_size));
+}
+void BM_Uts_TidepoolCoroSerial(benchmark::State& s) {
+  tidepool::pool p(workers(s.range(0)));
+  measure(s, "uts", [&] { return tidepool::sync_wait(p, uts_coro_serial(uts_root())); }, must_equal("uts T1", uts::t1_size));
 }
 void BM_Uts_TidepoolGroup(benchmark::State& s) {
   tidepool::pool p(workers(s.range(0)));
@@ -791,25 +841,33 @@ void register_benchmarks(bool quick) {
   auto add = [quick](const std::string& name, auto function) {
     tidepool::perf::register_per_thread_count(name, function, g_max_threads, quick);
   };
+  // A variant that forks nothing gains nothing from more threads: 1 thread, full mode only.
+  auto add_one_thread = [quick](const std::string& name, auto function) {
+    if (!quick) tidepool::perf::register_per_thread_count(name, function, 1, false);
+  };
   add("fib/tidepool", BM_Fib_Tidepool);
   add("fib/tidepool_coro", BM_Fib_TidepoolCoro);
   add("fib/tidepool_group", BM_Fib_TidepoolGroup);
+  add_one_thread("fib/tidepool_coro_serial", BM_Fib_TidepoolCoroSerial);
   add("fib/tbb_group", BM_Fib_TbbGroup);
   add("fib/tbb_invoke", BM_Fib_TbbInvoke);
   add("fib/serial", BM_Fib_Serial);
   add("skynet/tidepool", BM_Skynet_Tidepool);
   add("skynet/tidepool_coro", BM_Skynet_TidepoolCoro);
   add("skynet/tidepool_group", BM_Skynet_TidepoolGroup);
+  add_one_thread("skynet/tidepool_coro_serial", BM_Skynet_TidepoolCoroSerial);
   add("skynet/tbb_group", BM_Skynet_TbbGroup);
   add("skynet/serial", BM_Skynet_Serial);
   add("nqueens/tidepool", BM_Queens_Tidepool);
   add("nqueens/tidepool_coro", BM_Queens_TidepoolCoro);
   add("nqueens/tidepool_group", BM_Queens_TidepoolGroup);
+  add_one_thread("nqueens/tidepool_coro_serial", BM_Queens_TidepoolCoroSerial);
   add("nqueens/tbb_group", BM_Queens_TbbGroup);
   add("nqueens/serial", BM_Queens_Serial);
   add("uts/tidepool", BM_Uts_Tidepool);
   add("uts/tidepool_coro", BM_Uts_TidepoolCoro);
   add("uts/tidepool_group", BM_Uts_TidepoolGroup);
+  add_one_thread("uts/tidepool_coro_serial", BM_Uts_TidepoolCoroSerial);
   add("uts/tbb_group", BM_Uts_TbbGroup);
   add("uts/serial", BM_Uts_Serial);
   add("matmul/tidepool", BM_Matmul_Tidepool);
