@@ -11,6 +11,7 @@
 #include <string>     // for std::string
 #include <thread>     // for std::thread::id, std::this_thread
 #include <tuple>      // for std::tuple
+#include <type_traits>  // for std::is_same_v
 #include <utility>    // for std::move, std::exchange
 #include <variant>    // for std::monostate
 #include <vector>     // for std::vector
@@ -79,6 +80,18 @@ TEST(CoTask, AwaitingReturnsTheValue) {
   tidepool::pool pool(with_workers(2));
   auto outer = []() -> co_task<int> { co_return co_await answer() + 1; };
   EXPECT_EQ(tidepool::sync_wait(pool, outer()), 43);
+}
+
+TEST(CoTask, DefaultResultTypeIsVoid) {
+  static_assert(std::is_same_v<co_task<>, co_task<void>>);
+  tidepool::pool pool(with_workers(1));
+  std::atomic<bool> flag{false};
+  auto body = [](std::atomic<bool>& f) -> co_task<> {
+    f.store(true);
+    co_return;
+  };
+  tidepool::sync_wait(pool, body(flag));
+  EXPECT_TRUE(flag.load());
 }
 
 TEST(CoTask, VoidCoTaskRunsItsBody) {

@@ -12,7 +12,7 @@
 //
 // co_task<T>: a lazy coroutine. It starts when awaited (on the awaiting thread, at once),
 // spawned or passed to when_all / sync_wait; `co_await` on it returns its T (moved out) or
-// rethrows its exception. T may be void or move-only, not a reference. A co_task is started at
+// rethrows its exception. T may be void (co_task<> is co_task<void>) or move-only, not a reference. A co_task is started at
 // most once; destroying one never started destroys its frame (and what its parameters hold).
 //
 // Where coroutines run: on the pool's workers, never blocking one. What suspends a coroutine
@@ -71,6 +71,7 @@ template <class T>
 struct co_task_access;
 }
 
+// co_task<> is co_task<void> (the default is on the first declaration, detail/coro_promise.hpp).
 template <class T>
 class co_task {
   static_assert(!std::is_reference_v<T>, "tidepool: a co_task cannot return a reference; return a pointer or a std::reference_wrapper");

@@ -24,7 +24,8 @@
 #include "tidepool/detail/coro_when_all.hpp"  // for join_counter
 
 namespace tidepool {
-template <class T>
+// The first declaration, so the default is here: co_task<> is co_task<void>.
+template <class T = void>
 class co_task;
 }
 
