@@ -35,7 +35,20 @@ bool on_worker_of(const pool_core& core) noexcept {
 
 bool pool_stopping(const pool_core& core) noexcept { return core.stopping(); }
 
-void post_internal_job(pool_core& core, task_node* job) noexcept { core.schedule_internal(job); }
+void post_internal_job(pool_core& core, task_node* job) noexcept {
+  // Not run in place when our deque is full, as schedule() would run it: a resumption run here
+  // nests the coroutine in this stack, and a tree of coroutines that each move to the pool
+  // (co_await schedule(pool)) while their siblings fill the deque would nest its whole depth.
+  worker* const self = core.worker_of_this_thread();
+  if (self != nullptr && self->deque.size_estimate() >= self->deque.capacity()) {  // only shrinks meanwhile
+    try {
+      core.schedule_on_global_queue(*self, job);
+      return;
+    } catch (...) {  // std::bad_alloc: schedule() runs it here
+    }
+  }
+  core.schedule_internal(job);
+}
 
 submit_status submit_node(pool& p, task_node* node, bool may_block) {
   return pool_access::core(p).submit(node, may_block);

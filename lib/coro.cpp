@@ -169,7 +169,30 @@ void free_frame(void* frame, std::size_t bytes) noexcept {
   push(kept, frame);
 }
 
-bool push_local_job(worker* w, task_node* job) noexcept { return w != nullptr && spawn(*w, job); }
+namespace {
+
+// Onto w's deque, else (full) onto its pool's global queue: never run here. A job run here would
+// run nested in the caller's stack, and so would every job that one offers while the deque stays
+// full: a deep when_all tree keeps a job waiting per level (UTS T3: 1,572 levels, against a
+// deque of 256), so its depth would become stack depth. From the global queue any worker,
+// this one included, runs it from its loop. Only if the queue cannot grow (std::bad_alloc) does
+// the job run here after all.
+void push_or_queue_globally(worker& w, task_node* job) noexcept {
+  if (spawn(w, job)) return;
+  try {
+    w.core.schedule_on_global_queue(w, job);
+  } catch (...) {
+    job->ops(job, task_op::run);
+  }
+}
+
+}  // namespace
+
+bool push_local_job(worker* w, task_node* job) noexcept {
+  if (w == nullptr) return false;
+  push_or_queue_globally(*w, job);
+  return true;
+}
 
 namespace {
 
@@ -203,11 +226,8 @@ struct kept_jobs {
 };
 constinit thread_local kept_jobs this_thread_kept_jobs{};
 
-// Onto w's deque, or, if it is full, run here (as child_job::offer does).
-void offer_oldest_kept(worker& w, kept_jobs& kept) noexcept {
-  task_node* const job = kept.take_oldest();
-  if (!spawn(w, job)) job->ops(job, task_op::run);
-}
+// Onto w's deque, or, if it is full, the global queue.
+void offer_oldest_kept(worker& w, kept_jobs& kept) noexcept { push_or_queue_globally(w, kept.take_oldest()); }
 
 // Keeps `job` unless the ring is full.
 bool try_keep(kept_jobs& kept, task_node* job) noexcept {
@@ -231,7 +251,8 @@ bool offer_local_job(worker* w, task_node* job) noexcept {
     if (kept.count == 0) return spawn(*w, job);
     offer_oldest_kept(*w, kept);
   }
-  return try_keep(kept, job) || spawn(*w, job);
+  if (!try_keep(kept, job)) push_or_queue_globally(*w, job);
+  return true;
 }
 
 task_node* take_back_local_job(worker& w, task_ops_fn ops) noexcept {

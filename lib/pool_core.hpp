@@ -294,6 +294,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void sample_submit_time(task_node* node) const noexcept;
   // An internal job (a subpool's runner): placed like a task, never counted or refused.
   void schedule_internal(task_node* job) { schedule(worker_of_this_thread(), job); }
+  // An internal or embedded job that `self`, one of our workers, cannot put on its full deque:
+  // onto the global queue, where any worker finds it. Throws std::bad_alloc (a new segment).
+  void schedule_on_global_queue(worker& self, task_node* job);
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }
   void stop() noexcept;
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }

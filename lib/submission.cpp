@@ -281,6 +281,13 @@ void pool_core::schedule(worker* self, task_node* node) {
   wake_one_if_needed(self);
 }
 
+void pool_core::schedule_on_global_queue(worker& self, task_node* job) {
+  // The ticket's seq_cst fetch_add is the fence before the wake-up decision, as in schedule().
+  global_.enqueue(job, level_of(job->priority()));
+  self.counters.global_pushes.add();
+  wake_one_if_needed(&self);
+}
+
 void pool_core::cancel() noexcept {
   cancelling_.store(true, std::memory_order_seq_cst);
   stop();

@@ -5,16 +5,19 @@
 // generator is split, never shared, so every run and every schedule builds the same tree, yet
 // nobody can tell a subtree's size before visiting it — the point of the benchmark.
 //
-// Only the geometric tree with the "fixed" shape function is here, which sample tree T1 uses:
+// Two of the sample trees are here: the geometric tree with the "fixed" shape function (T1), the
+// benchmarks' workload, and the binomial tree (T3), whose depth of 1,572 makes it the test of
+// deep recursion:
 //
 //   T1 = uts -t 1 -a 3 -d 10 -b 4 -r 19: 4,130,071 nodes, 3,305,118 leaves, depth 10
+//   T3 = uts -t 0 -b 2000 -q 0.124875 -m 8 -r 42: 4,112,897 nodes, 3,599,034 leaves, depth 1,572
 //
-// The generator (rng_init, rng_spawn, rng_rand, rng_toProb) and the child count
-// (uts_numChildren_geo) reproduce the reference implementation's arithmetic exactly; otherwise
-// the published node count would not come out.
+// The generator (rng_init, rng_spawn, rng_rand, rng_toProb) and the child counts
+// (uts_numChildren_geo, uts_numChildren_bin and uts_numChildren's caps) reproduce the reference
+// implementation's arithmetic exactly; otherwise the published node counts would not come out.
 
 #include <array>    // for std::array
-#include <cmath>    // for std::floor, std::log
+#include <cmath>    // for std::ceil, std::floor, std::log
 #include <cstdint>  // for std::int32_t, std::int64_t, std::uint8_t, std::uint32_t
 
 #include "sha1.hpp"
@@ -70,6 +73,30 @@ inline int child_count(const geometric_fixed_tree& tree, const node& n) noexcept
   return count < max_children ? count : max_children;
 }
 
+// A binomial tree: the root has `root_children` children; every other node has
+// `non_leaf_children` with probability `non_leaf_probability`, else none. With q·m just under 1
+// the tree is nearly critical: few nodes, long chains.
+struct binomial_tree {
+  std::int32_t root_seed;       // -r
+  double root_children;         // -b (b_0)
+  double non_leaf_probability;  // -q
+  int non_leaf_children;        // -m
+};
+
+inline constexpr binomial_tree t3{42, 2000.0, 0.124875, 8};
+
+// uts_numChildren_bin below the root, floor(b_0) at it; capped like uts_numChildren (the root at
+// ceil(b_0), the others at max_children).
+inline int child_count(const binomial_tree& tree, const node& n) noexcept {
+  if (n.depth == 0) {
+    const int count = static_cast<int>(std::floor(tree.root_children));
+    const int cap = static_cast<int>(std::ceil(tree.root_children));
+    return count < cap ? count : cap;
+  }
+  const int count = uniform_of(n) < tree.non_leaf_probability ? tree.non_leaf_children : 0;
+  return count < max_children ? count : max_children;
+}
+
 // No default values: a fork-join node keeps an array of max_children of these for its children's
 // answers, and filling 2.4 KB per node would cost more than the hashing.
 struct tree_size {
@@ -85,8 +112,10 @@ struct tree_size {
 };
 
 inline constexpr tree_size t1_size{4'130'071, 3'305'118, 10};
+inline constexpr tree_size t3_size{4'112'897, 3'599'034, 1'572};
 
-inline tree_size count_serial(const geometric_fixed_tree& tree, const node& n) noexcept {
+template <class Tree>
+tree_size count_serial(const Tree& tree, const node& n) noexcept {
   const int children = child_count(tree, n);
   tree_size size = tree_size::of_node(n, children);
   for (int i = 0; i < children; ++i) size = size + count_serial(tree, child(n, i));

@@ -16,6 +16,7 @@
 #include <variant>    // for std::monostate
 #include <vector>     // for std::vector
 
+#include "../perf/uts.hpp"  // the UTS trees (perf/ is not on the tests' include path)
 #include "finishes_within.hpp"
 #include "occupied_workers.hpp"
 #include "pool_options_for_tests.hpp"
@@ -50,6 +51,33 @@ co_task<long> fib(int n) {
 }
 
 long fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2); }
+
+namespace uts = tidepool::perf::uts;
+
+// Every child of a node in one when_all: the root of T3 has 2,000, the nodes below 8 or none.
+co_task<uts::tree_size> uts_count(const uts::binomial_tree& tree, uts::node node) {
+  const int children = uts::child_count(tree, node);
+  uts::tree_size size = uts::tree_size::of_node(node, children);
+  if (children == 0) co_return size;
+  std::vector<co_task<uts::tree_size>> subtrees;
+  subtrees.reserve(static_cast<std::size_t>(children));
+  for (int i = 0; i < children; ++i) subtrees.push_back(uts_count(tree, uts::child(node, i)));
+  for (const uts::tree_size& subtree : co_await tidepool::when_all(std::move(subtrees))) size = size + subtree;
+  co_return size;
+}
+
+// The same, each node first moving to a worker with co_await schedule(pool): a resumption per node.
+co_task<uts::tree_size> uts_count_rescheduled(tidepool::pool& pool, const uts::binomial_tree& tree, uts::node node) {
+  co_await tidepool::schedule(pool);
+  const int children = uts::child_count(tree, node);
+  uts::tree_size size = uts::tree_size::of_node(node, children);
+  if (children == 0) co_return size;
+  std::vector<co_task<uts::tree_size>> subtrees;
+  subtrees.reserve(static_cast<std::size_t>(children));
+  for (int i = 0; i < children; ++i) subtrees.push_back(uts_count_rescheduled(pool, tree, uts::child(node, i)));
+  for (const uts::tree_size& subtree : co_await tidepool::when_all(std::move(subtrees))) size = size + subtree;
+  co_return size;
+}
 
 co_task<int> nested(int depth) {
   if (depth == 0) co_return 0;
@@ -271,6 +299,38 @@ TEST(WhenAll, FibOnOneWorkerNeitherDeadlocksNorOverflows) {
 TEST(WhenAll, FibOnTwoWorkers) {
   tidepool::pool pool(with_workers(2));
   EXPECT_EQ(tidepool::sync_wait(pool, fib(25)), fib_serial(25));
+}
+
+// Issue 12's deep-recursion cases: fib(35) (30 million coroutines; fib(28) in sanitizer builds,
+// which make every symmetric transfer a call and run 10-50x slower) and UTS T3, a binomial tree
+// 1,572 levels deep whose root has 2,000 children. Neither may overflow a stack or lose a node.
+TEST(WhenAll, FibThirtyFiveOnTwoWorkers) {
+#if defined(TIDEPOOL_SANITIZED)
+  constexpr int n = 28;
+#else
+  constexpr int n = 35;
+#endif
+  tidepool::pool pool(with_workers(2));
+  EXPECT_EQ(tidepool::sync_wait(pool, fib(n)), fib_serial(n));
+}
+
+// T3 keeps a job waiting per level, more than a worker's deque holds: they must queue elsewhere,
+// not run nested in the stack. The workers' stacks are small (256 KiB) so that nesting shows.
+TEST(WhenAll, UtsT3BinomialTreeCountsEveryNode) {
+  for (const std::size_t workers : {1, 2}) {
+    tidepool::pool_options options = with_workers(workers);
+    options.stack_size = 256 * 1024;
+    tidepool::pool pool(options);
+    EXPECT_EQ(tidepool::sync_wait(pool, uts_count(uts::t3, uts::root(uts::t3.root_seed))), uts::t3_size)
+        << "on " << workers << " worker(s)";
+  }
+}
+
+TEST(WhenAll, UtsT3WithAResumptionPerNodeCountsEveryNode) {
+  tidepool::pool_options options = with_workers(1);
+  options.stack_size = 256 * 1024;
+  tidepool::pool pool(options);
+  EXPECT_EQ(tidepool::sync_wait(pool, uts_count_rescheduled(pool, uts::t3, uts::root(uts::t3.root_seed))), uts::t3_size);
 }
 
 // Suspends its coroutine and leaves the handle in `*parked`, for whoever resumes it once

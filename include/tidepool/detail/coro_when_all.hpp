@@ -29,9 +29,11 @@
 // finish resumes the parent by symmetric transfer (join_counter). Nobody blocks and nobody
 // helps.
 //
-// Off a worker thread (possible only for a coroutine type other than co_task awaiting
-// when_all), or when the deque is full, a job runs at once on the offering thread instead: the
-// children then run one after the other there, up to their first suspension.
+// When the deque is full (a deep tree keeps a job waiting per level), a job goes to the pool's
+// global queue, where any worker, this one included, runs it from its loop: run in place, it
+// would nest the rest of the tree in the stack. Off a worker thread (possible only for a
+// coroutine type other than co_task awaiting when_all), a job runs at once on the offering
+// thread: the children then run one after the other there, up to their first suspension.
 
 #include <atomic>       // for std::atomic
 #include <coroutine>    // for std::coroutine_handle, std::noop_coroutine
@@ -64,8 +66,8 @@ struct child_job : task_node {
   // finish and the state (this node included) go. `w`: the calling thread's worker, or null.
   [[nodiscard]] std::coroutine_handle<> split(worker* w) noexcept;
 
-  // Puts the job of children [first, end) on w's deque (or, off a worker or with the deque full,
-  // runs it here).
+  // Puts the job of children [first, end) on w's deque (or, with the deque full, the global
+  // queue; off a worker, runs it here).
   static void offer(join_counter& join, std::uint32_t first, std::uint32_t end, worker* w) noexcept;
   // The job of children [first, end), built in its slot, not offered yet.
   static child_job* place(join_counter& join, std::uint32_t first, std::uint32_t end) noexcept;

@@ -58,8 +58,10 @@ inline constinit thread_local after_run_fn after_this_run = nullptr;
 // ---- Internal jobs
 // Runs `job` -- a node from make_task_node<F, void>(f, task_kind::internal_job) -- on a worker of
 // `core`: from the caller's own deque if the caller is one of its workers (newest first; idle
-// workers may steal it), else through the pool's global FIFO queue. Never counted in metrics and
-// never refused, also after stop(). But stop_and_wait() does not wait for internal jobs, so one
+// workers may steal it; the global queue if that deque is full), else through the pool's global
+// FIFO queue. Not run in place (unless the global queue cannot grow), so a resumption does not
+// nest in the poster's stack. Never counted in metrics and never refused, also after stop().
+// But stop_and_wait() does not wait for internal jobs, so one
 // posted after the pool drained may never run: post only work that the pool still counts as
 // running, such as the resumption of a spawned coroutine.
 // The same for an embedded job: a task_node (or a struct derived from one, holding what the op
