@@ -171,7 +171,7 @@ void free_frame(void* frame, std::size_t bytes) noexcept {
 
 namespace {
 
-// Onto w's deque, else (full) onto its pool's global queue: never run here. A job run here would
+// Onto w's deque, else (full) onto its pool's global queue, not run here. A job run here would
 // run nested in the caller's stack, and so would every job that one offers while the deque stays
 // full: a deep when_all tree keeps a job waiting per level (UTS T3: 1,572 levels, against a
 // deque of 256), so its depth would become stack depth. From the global queue any worker,

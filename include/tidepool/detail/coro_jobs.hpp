@@ -26,8 +26,8 @@ struct worker;
 worker* current_worker() noexcept;
 // Puts `job` on w's deque, newest first for that worker, oldest first for thieves, with the same
 // wake-up policy as parallel_invoke's spawn; if the deque is full, on the global queue of w's
-// pool instead, never run in place (lib/coro.cpp says why). False, with `job` untouched, if `w`
-// is null (the thread is no worker).
+// pool instead, not run in place unless that queue cannot grow (lib/coro.cpp says why). False,
+// with `job` untouched, if `w` is null (the thread is no worker).
 [[nodiscard]] bool push_local_job(worker* w, task_node* job) noexcept;
 // Offers a when_all's `job` as push_local_job does, or, while w's deque already holds a job that
 // no thief has taken, keeps it on this thread unoffered: the thread takes it back (or offers it)
