@@ -17,7 +17,7 @@
 // implementation's arithmetic exactly; otherwise the published node counts would not come out.
 
 #include <array>    // for std::array
-#include <cmath>    // for std::ceil, std::floor, std::log
+#include <cmath>    // for std::floor, std::log
 #include <cstdint>  // for std::int32_t, std::int64_t, std::uint8_t, std::uint32_t
 
 #include "sha1.hpp"
@@ -85,14 +85,10 @@ struct binomial_tree {
 
 inline constexpr binomial_tree t3{42, 2000.0, 0.124875, 8};
 
-// uts_numChildren_bin below the root, floor(b_0) at it; capped like uts_numChildren (the root at
-// ceil(b_0), the others at max_children).
+// uts_numChildren_bin below the root, floor(b_0) at it (uts_numChildren caps the root at
+// ceil(b_0), which floor never exceeds, and the others at max_children).
 inline int child_count(const binomial_tree& tree, const node& n) noexcept {
-  if (n.depth == 0) {
-    const int count = static_cast<int>(std::floor(tree.root_children));
-    const int cap = static_cast<int>(std::ceil(tree.root_children));
-    return count < cap ? count : cap;
-  }
+  if (n.depth == 0) return static_cast<int>(std::floor(tree.root_children));
   const int count = uniform_of(n) < tree.non_leaf_probability ? tree.non_leaf_children : 0;
   return count < max_children ? count : max_children;
 }
