@@ -55,26 +55,15 @@ long fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2
 namespace uts = tidepool::perf::uts;
 
 // Every child of a node in one when_all: the root of T3 has 2,000, the nodes below 8 or none.
-co_task<uts::tree_size> uts_count(const uts::binomial_tree& tree, uts::node node) {
+// With `hop`, each node first moves to one of its workers (co_await schedule): a resumption per node.
+co_task<uts::tree_size> uts_count(const uts::binomial_tree& tree, uts::node node, tidepool::pool* hop = nullptr) {
+  if (hop != nullptr) co_await tidepool::schedule(*hop);
   const int children = uts::child_count(tree, node);
   uts::tree_size size = uts::tree_size::of_node(node, children);
   if (children == 0) co_return size;
   std::vector<co_task<uts::tree_size>> subtrees;
   subtrees.reserve(static_cast<std::size_t>(children));
-  for (int i = 0; i < children; ++i) subtrees.push_back(uts_count(tree, uts::child(node, i)));
-  for (const uts::tree_size& subtree : co_await tidepool::when_all(std::move(subtrees))) size = size + subtree;
-  co_return size;
-}
-
-// The same, each node first moving to a worker with co_await schedule(pool): a resumption per node.
-co_task<uts::tree_size> uts_count_rescheduled(tidepool::pool& pool, const uts::binomial_tree& tree, uts::node node) {
-  co_await tidepool::schedule(pool);
-  const int children = uts::child_count(tree, node);
-  uts::tree_size size = uts::tree_size::of_node(node, children);
-  if (children == 0) co_return size;
-  std::vector<co_task<uts::tree_size>> subtrees;
-  subtrees.reserve(static_cast<std::size_t>(children));
-  for (int i = 0; i < children; ++i) subtrees.push_back(uts_count_rescheduled(pool, tree, uts::child(node, i)));
+  for (int i = 0; i < children; ++i) subtrees.push_back(uts_count(tree, uts::child(node, i), hop));
   for (const uts::tree_size& subtree : co_await tidepool::when_all(std::move(subtrees))) size = size + subtree;
   co_return size;
 }
@@ -330,7 +319,7 @@ TEST(WhenAll, UtsT3WithAResumptionPerNodeCountsEveryNode) {
   tidepool::pool_options options = with_workers(1);
   options.stack_size = 256 * 1024;
   tidepool::pool pool(options);
-  EXPECT_EQ(tidepool::sync_wait(pool, uts_count_rescheduled(pool, uts::t3, uts::root(uts::t3.root_seed))), uts::t3_size);
+  EXPECT_EQ(tidepool::sync_wait(pool, uts_count(uts::t3, uts::root(uts::t3.root_seed), &pool)), uts::t3_size);
 }
 
 // Suspends its coroutine and leaves the handle in `*parked`, for whoever resumes it once
