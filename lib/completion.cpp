@@ -40,13 +40,10 @@ void post_internal_job(pool_core& core, task_node* job) noexcept {
   // nests the coroutine in this stack, and a tree of coroutines that each move to the pool
   // (co_await schedule(pool)) while their siblings fill the deque would nest its whole depth.
   worker* const self = core.worker_of_this_thread();
-  if (self != nullptr && self->deque.size_estimate() >= self->deque.capacity()) {  // only shrinks meanwhile
-    try {
-      core.schedule_on_global_queue(*self, job);
-      return;
-    } catch (...) {  // std::bad_alloc: schedule() runs it here
-    }
-  }
+  // The estimate can only shrink meanwhile (only we push): full now means a push could fail.
+  const bool deque_full = self != nullptr && self->deque.size_estimate() >= self->deque.capacity();
+  if (deque_full && core.try_queue_globally(*self, job)) return;
+  // Onto our deque; or, full and no memory for a new queue segment, run here after all.
   core.schedule_internal(job);
 }
 

@@ -178,12 +178,7 @@ namespace {
 // this one included, runs it from its loop. Only if the queue cannot grow (std::bad_alloc) does
 // the job run here after all.
 void push_or_queue_globally(worker& w, task_node* job) noexcept {
-  if (spawn(w, job)) return;
-  try {
-    w.core.schedule_on_global_queue(w, job);
-  } catch (...) {
-    job->ops(job, task_op::run);
-  }
+  if (!spawn(w, job) && !w.core.try_queue_globally(w, job)) job->ops(job, task_op::run);
 }
 
 }  // namespace

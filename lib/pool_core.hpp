@@ -295,8 +295,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // An internal job (a subpool's runner): placed like a task, never counted or refused.
   void schedule_internal(task_node* job) { schedule(worker_of_this_thread(), job); }
   // An internal or embedded job that `self`, one of our workers, cannot put on its full deque:
-  // onto the global queue, where any worker finds it. Throws std::bad_alloc (a new segment).
-  void schedule_on_global_queue(worker& self, task_node* job);
+  // onto the global queue, where any worker finds it. False if the queue could not grow
+  // (std::bad_alloc for a new segment): the caller runs the job itself then.
+  [[nodiscard]] bool try_queue_globally(worker& self, task_node* job) noexcept;
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }
   void stop() noexcept;
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
@@ -369,6 +370,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   static void count_at_level(external_submissions::shard& mine, priority level, bool add) noexcept;
   static void count_at_level(worker& self, priority level, bool add) noexcept;
   void schedule(worker* self, task_node* node);
+  // schedule()'s global branch; throws std::bad_alloc (a new segment).
+  void queue_globally(worker* self, task_node* node);
   void report_unhandled(std::exception_ptr error) noexcept;
   // One task from another worker's inbox or deque (`source`), oldest first; null if none.
   // `only_level`: from inboxes holding that priority level only.

@@ -259,33 +259,41 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 //     behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
   const bool runner = node->kind == task_kind::internal_job || node->kind == task_kind::embedded_job;
-  if (self != nullptr && (runner || (node->owner != nullptr && node->owner->stays_local()))) {
-    if (!self->deque.push(node)) {
-      if (!runner) self->counters.inline_runs.add();
-      execute(*self, node, /*holds_slot=*/true);
-      return;
-    }
-    self->counters.local_pushes.add();
-    // The deque push is a plain store; the wake-up decision below reads the parking counters.
-    // Store→load needs a full fence (parking.cpp has its half of the argument).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  } else {
-    // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence.
-    global_.enqueue(node, level_of(node->priority()));
-    if (self != nullptr) {
-      self->counters.global_pushes.add();
-    } else if (runner) {
-      external_runner_pushes_.fetch_add(1, std::memory_order_relaxed);
-    }
+  if (self == nullptr || !(runner || (node->owner != nullptr && node->owner->stays_local()))) {
+    queue_globally(self, node);
+    return;
+  }
+  if (!self->deque.push(node)) {
+    if (!runner) self->counters.inline_runs.add();
+    execute(*self, node, /*holds_slot=*/true);
+    return;
+  }
+  self->counters.local_pushes.add();
+  // The deque push is a plain store; the wake-up decision below reads the parking counters.
+  // Store→load needs a full fence (parking.cpp has its half of the argument).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  wake_one_if_needed(self);
+}
+
+void pool_core::queue_globally(worker* self, task_node* node) {
+  // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence
+  // before the wake-up decision.
+  global_.enqueue(node, level_of(node->priority()));
+  if (self != nullptr) {
+    self->counters.global_pushes.add();
+  } else if (node->kind == task_kind::internal_job || node->kind == task_kind::embedded_job) {
+    external_runner_pushes_.fetch_add(1, std::memory_order_relaxed);
   }
   wake_one_if_needed(self);
 }
 
-void pool_core::schedule_on_global_queue(worker& self, task_node* job) {
-  // The ticket's seq_cst fetch_add is the fence before the wake-up decision, as in schedule().
-  global_.enqueue(job, level_of(job->priority()));
-  self.counters.global_pushes.add();
-  wake_one_if_needed(&self);
+bool pool_core::try_queue_globally(worker& self, task_node* job) noexcept {
+  try {
+    queue_globally(&self, job);
+    return true;
+  } catch (...) {  // std::bad_alloc: no new segment
+    return false;
+  }
 }
 
 void pool_core::cancel() noexcept {
