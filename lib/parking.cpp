@@ -40,6 +40,8 @@
 // there by a semaphore). This file adds what is the pool's own: how long to search, the futex,
 // and what else keeps a worker awake (stopping, shutdown, retirement).
 
+#include <sched.h>  // for sched_yield
+
 #include <algorithm>  // for std::clamp, std::max, std::min
 
 #include "pool_core.hpp"
@@ -50,42 +52,60 @@ namespace tidepool::detail {
 namespace {
 
 // How long a searcher looks before parking adapts to how soon work has been arriving: a worker
-// keeps an average of its recent idle gaps (from running out of work to finding some) and
-// searches for twice that, between min_search and max_search, if the average is below
+// keeps an average of its recent idle gaps (from running out of work to finding some) and, if
+// that average is at most long_gap, searches for four times it, between min_search and
 // max_search; otherwise — the pool has been idle, or work arrives too rarely for spinning to
 // catch it — for min_search only. So at a steady trickle of tasks (a server at half load) an
 // idle worker is usually still looking when the next task arrives and starts it within a
 // microsecond instead of a futex wake-up (5–50 µs on a virtual machine); after a burst (more than
 // burst_tasks tasks without running out of work: its end says nothing about when the next task
 // comes, whatever the gaps before it) and in an idle pool, a worker parks after min_search.
-// Tuned guesses,
-// measured in perf/ (bench_server latency and idle): min_search bounds the CPU an idle pool uses
-// after a burst (≤ workers × 8 µs), max_search what a half-loaded one burns.
+// min_search bounds the CPU an idle pool uses after a burst (≤ workers × 8 µs); long_gap and
+// max_search what a lightly loaded one burns.
 //
-// No yields while searching: under CPU contention (other processes, a hog on a core) a yielding
-// searcher was away for milliseconds while still counted as searching, so nobody woke a sleeper
-// for the tasks that arrived meanwhile.
+// Measured with bench_server's latency workload (2 workers, 50 µs tasks at Poisson times) at
+// three loads, against oneTBB in the same sitting; p50 submit→start µs and CPUs used:
+//   - half load (a task every 50 µs): 8.1–8.7 against oneTBB's 7.8–8.3 (twice the average gap
+//     capped at 200 µs, no yields: 10.0–10.8); 1.93 CPUs against 1.85 (1.77);
+//   - a task every 200 µs: 10–11 against 14–17; 0.66 CPUs against 1.00 (0.59);
+//   - a task every 1 ms: 10 against 17; 0.09 CPUs against 0.30 (0.08).
+// Searching longer at the lighter loads (long_gap = max_search) halved their p50 but burned more
+// CPU than oneTBB (0.40 CPUs for a task every 1 ms); searching longer without yields made the
+// half-load tail worse (p90 108–377 µs against 58), the spinning searchers taking the CPU from
+// the producer.
 constexpr std::uint64_t min_search_ns = 8'000;
-constexpr std::uint64_t max_search_ns = 200'000;
-static_assert(worker::longest_counted_idle_gap_ns > max_search_ns, "a long gap must mean: search briefly");
+constexpr std::uint64_t max_search_ns = 400'000;
+constexpr std::uint64_t long_gap_ns = 200'000;
+constexpr std::uint64_t search_gaps = 4;
+static_assert(worker::longest_counted_idle_gap_ns > long_gap_ns, "a long gap must mean: search briefly");
 constexpr int pauses_per_round = 16;
-// Every round looks at the deques and inboxes; only every fourth (every 1.6 µs here, a pause
+// Every round looks at the deques and inboxes; only every second (every 0.8 µs here, a pause
 // being 25 ns) at the global queues too. A searcher that polls the queue a producer is filling
 // pulls the queue's tail line away from that producer at every look, and a worker that keeps up
-// with its producer searches between most tasks. Measured with bench_server, binaries
-// alternated: one worker and one producer submit 15.7 M tasks/s against 13.8 looking every
-// round (medians of 30 runs; the mutex pool 19.0 in the same runs); submit→start latency at
-// half load no worse (p50 / p99 / p99.9 11.0 / 263 / 552 µs against 11.3 / 283 / 739); fib and
-// skynet at 2 workers 2 % slower, within their spread. The rounds in between must stay as
-// long as a full look, though: a steal attempt alone, or a full look every 64 pauses, made those
-// two 4-6 % slower.
-constexpr int rounds_per_global_look = 4;
+// with its producer searches between most tasks: looking every round cost 12 % of one worker
+// and one producer's submissions (15.7 M tasks/s against 13.8, medians of 30 runs). Every
+// second round (with the yields below) cost nothing measurable: 15.4 and 14.4 M/s against 15.6
+// and 14.1 every fourth round, in two sittings of 12 runs each, alternated. The rounds in between must
+// stay as long as a full look, though: a steal attempt alone, or a full look every 64 pauses,
+// made fib and skynet at 2 workers 4-6 % slower.
+constexpr int rounds_per_global_look = 2;
+// A searcher yields its CPU every yield_rounds rounds without a find. The thread it is spinning
+// beside is often the one about to submit the task it waits for: a producer woken on this CPU,
+// whose submission otherwise waits for the kernel to preempt us. At half load, four tasks in
+// ten started on the CPU their producer had just run on, and without yields those waited 15 µs
+// (median) against oneTBB's 8.5, whose idle workers yield too; overall p90 77–101 µs against
+// oneTBB's 58. Yielding every 1–8 rounds gave p90 58–62. When nothing else wants the CPU, a yield
+// is a system call that returns at once, and the search still ends on time (it is bounded by
+// the clock). With another process busy on one CPU, it did not make the latency worse (p50
+// 1.3–3.7 ms against 1.9–3.9 without, 10,000 samples a run: the machine is close to saturated
+// then, and every pool's latency is in milliseconds).
+constexpr int yield_rounds = 4;
 constexpr std::uint32_t burst_tasks = 16;
 
 std::uint64_t adaptive_search_ns(const worker& w) noexcept {
   const std::uint64_t gap = w.recent_idle_gap_ns;
-  if (gap > max_search_ns) return min_search_ns;
-  return std::clamp<std::uint64_t>(2 * gap, min_search_ns, max_search_ns);
+  if (gap > long_gap_ns) return min_search_ns;
+  return std::clamp<std::uint64_t>(search_gaps * gap, min_search_ns, max_search_ns);
 }
 
 // At most this many searchers: two even in a small pool, so that one searcher descheduled by
@@ -132,6 +152,7 @@ task_node* pool_core::search(worker& w) noexcept {
       stop_searching(w);
       return t;
     }
+    if (round % yield_rounds == 0) sched_yield();
   } while (steady_nanoseconds() < until);
   return nullptr;  // still counted as searching: park() ends that under the idle lock
 }

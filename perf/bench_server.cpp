@@ -7,7 +7,11 @@
 //   latency  one producer submits tasks of 50 µs of work at Poisson-distributed times, at half
 //            the workers' capacity (2 workers / 50 µs = 40,000 tasks/s, offered 20,000/s); each
 //            task records the time from just before its submission to its start (p50/p99/p99.9).
-//            Every scheduler gets the same arrival times.
+//            Every scheduler gets the same arrival times. Also reported: `cpus`, the CPU time the
+//            process used per second of the run (the tasks' work is 1.0 of it).
+//   latency_light  the same at 12.5 % load (a task every 200 µs on average; 20,000 samples): what
+//            a lightly loaded server sees, and what an idle worker's searching costs (`cpus`,
+//            of which the tasks' work is 0.25).
 //   latency_hog  the same, while another process busy-loops pinned to one CPU (started by the
 //            benchmark with fork + sched_setaffinity, killed at the end): a server sharing its
 //            machine. Every scheduler still has 2 workers, and they are not pinned.
@@ -31,7 +35,7 @@
 // with its global queue swapped (lib/global_queue.hpp), as `tidepool[<queue>]`.
 //
 //   perf/bench_server [--quick] [google-benchmark flags]
-//   --quick: 500,000 tasks and 2 workers only for submit, 10,000 latency samples, 2 s of
+//   --quick: 500,000 tasks and 2 workers only for submit, 10,000 latency samples (2,000 light), 2 s of
 //   probes, 1 s idle.
 
 #include <benchmark/benchmark.h>
@@ -110,27 +114,47 @@ void BM_ExternalSubmission(benchmark::State& state) {
 
 // ---- latency ------------------------------------------------------------------------------------
 
+std::uint64_t cpu_ns(clockid_t clock) {
+  timespec t{};
+  clock_gettime(clock, &t);
+  return static_cast<std::uint64_t>(t.tv_sec) * 1'000'000'000 + static_cast<std::uint64_t>(t.tv_nsec);
+}
+
 constexpr std::size_t latency_workers = 2;
 constexpr auto task_work = 50us;
-constexpr double offered_load = 0.5;
 
-std::size_t latency_samples() { return g_quick ? 10'000 : 100'000; }
+// The latency workloads: the load offered (a fraction of the workers' capacity) and whether a
+// CPU hog runs beside the pool.
+enum class latency_workload { half_load, half_load_with_hog, light_load };
+double offered_load(latency_workload w) { return w == latency_workload::light_load ? 0.125 : 0.5; }
+const char* workload_name(latency_workload w) {
+  switch (w) {
+    case latency_workload::half_load: return "latency";
+    case latency_workload::half_load_with_hog: return "latency_hog";
+    case latency_workload::light_load: return "latency_light";
+  }
+  return "?";
+}
+
+// Light load: a task every 200 µs on average, so 20,000 samples take as long as the half-load
+// runs' 100,000.
+std::size_t latency_samples(latency_workload w) {
+  const std::size_t samples = g_quick ? 10'000 : 100'000;
+  return w == latency_workload::light_load ? samples / 5 : samples;
+}
 
 // The same arrival times for every scheduler: offsets from the start, exponential gaps.
-const std::vector<clock_type::duration>& arrivals() {
-  static const std::vector<clock_type::duration> offsets = [] {
-    const double mean_gap_ns =
-        std::chrono::duration<double, std::nano>(task_work).count() / (latency_workers * offered_load);
-    std::mt19937_64 rng(20261127);
-    std::exponential_distribution<double> gap(1.0 / mean_gap_ns);
-    std::vector<clock_type::duration> v(latency_samples());
-    double at = 0;
-    for (auto& offset : v) {
-      at += gap(rng);
-      offset = std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double, std::nano>(at));
-    }
-    return v;
-  }();
+std::vector<clock_type::duration> arrivals(latency_workload w) {
+  const double mean_gap_ns =
+      std::chrono::duration<double, std::nano>(task_work).count() / (latency_workers * offered_load(w));
+  std::mt19937_64 rng(20261127);
+  std::exponential_distribution<double> gap(1.0 / mean_gap_ns);
+  std::vector<clock_type::duration> offsets(latency_samples(w));
+  double at = 0;
+  for (auto& offset : offsets) {
+    at += gap(rng);
+    offset = std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double, std::nano>(at));
+  }
   return offsets;
 }
 
@@ -208,32 +232,38 @@ auto timed_task(std::vector<std::uint64_t>& wait_ns, std::size_t i, clock_type::
 }
 
 template <class Pool>
-void BM_Latency(benchmark::State& state, bool with_hog) {
+void BM_Latency(benchmark::State& state, latency_workload workload) {
   // Sleep until each arrival with the kernel's tightest timer slack, so the producer wakes on
   // time without spinning on a core the workers need.
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-  const auto& offsets = arrivals();
+  const std::vector<clock_type::duration> offsets = arrivals(workload);
   const std::size_t n = offsets.size();
   std::vector<std::uint64_t> wait_ns(n, UINT64_MAX);
-  const std::string workload = with_hog ? "latency_hog" : "latency";
-  state.SetLabel(workload + "/2W50%");
+  state.SetLabel(std::string(workload_name(workload)) +
+                 (workload == latency_workload::light_load ? "/2W12.5%" : "/2W50%"));
+  double cpus = 0;
   for (auto _ : state) {
     g_done.reset();
     std::fill(wait_ns.begin(), wait_ns.end(), UINT64_MAX);
     std::optional<cpu_hog> hog;
-    if (with_hog && !hog.emplace().running()) {
+    if (workload == latency_workload::half_load_with_hog && !hog.emplace().running()) {
       state.SkipWithError("unsupported: could not start a process pinned to one CPU");
       return;
     }
     Pool pool(latency_workers);
     const auto start = clock_type::now() + 1ms;
+    const std::uint64_t cpu_before = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
     for (std::size_t i = 0; i < n; ++i) {
       std::this_thread::sleep_until(start + offsets[i]);
       const auto submitted = clock_type::now();
       pool.post(timed_task(wait_ns, i, submitted));
     }
     g_done.wait_for(n);
-    state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
+    const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+    // The pool's threads and the producer (the hog is another process): what the pool burns
+    // searching for work shows here, beside the tasks' own 50 µs each.
+    cpus = static_cast<double>(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu_before) / 1e9 / seconds;
+    state.SetIterationTime(seconds);
     if (g_done.total() != n || std::find(wait_ns.begin(), wait_ns.end(), UINT64_MAX) != wait_ns.end()) {
       state.SkipWithError("wrong answer: a task did not run exactly once");
       return;
@@ -241,6 +271,7 @@ void BM_Latency(benchmark::State& state, bool with_hog) {
   }
   report_percentiles(state, "", wait_ns);
   state.counters["max_us"] = percentile_us(wait_ns, 1.0);
+  state.counters["cpus"] = cpus;
 }
 
 // ---- priority_latency ---------------------------------------------------------------------------
@@ -262,7 +293,7 @@ const std::vector<arrival>& prioritised_arrivals() {
     std::vector<arrival> v;
     for (bool high : {true, false}) {
       double at = 0;
-      for (std::size_t i = 0; i < latency_samples(); ++i) {
+      for (std::size_t i = 0; i < latency_samples(latency_workload::half_load); ++i) {
         at += gap(rng);
         v.push_back({std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double, std::nano>(at)), high});
       }
@@ -459,12 +490,6 @@ void BM_Starvation(benchmark::State& state) {
 
 // ---- idle ---------------------------------------------------------------------------------------
 
-std::uint64_t cpu_ns(clockid_t clock) {
-  timespec t{};
-  clock_gettime(clock, &t);
-  return static_cast<std::uint64_t>(t.tv_sec) * 1'000'000'000 + static_cast<std::uint64_t>(t.tv_nsec);
-}
-
 // CPU time of every thread of the process except the calling one. The runner gives this
 // benchmark a process of its own, so those threads are the pool's. Signed: the two clocks are
 // read one after the other, so for an idle pool the difference of two readings can dip below 0.
@@ -523,9 +548,10 @@ void register_scheduler(const std::string& name, workloads which = workloads::al
   }
   submit->UseManualTime()->Unit(benchmark::kMillisecond)->DisplayAggregatesOnly(true);
   if (which == workloads::submit_only) return;
-  register_timed_runs("latency/" + name, 3, BM_Latency<Pool>, /*with_hog=*/false);
+  register_timed_runs("latency/" + name, 3, BM_Latency<Pool>, latency_workload::half_load);
   if (which == workloads::all) {
-    register_timed_runs("latency_hog/" + name, 3, BM_Latency<Pool>, /*with_hog=*/true);
+    register_timed_runs("latency_hog/" + name, 3, BM_Latency<Pool>, latency_workload::half_load_with_hog);
+    register_timed_runs("latency_light/" + name, 3, BM_Latency<Pool>, latency_workload::light_load);
     register_timed_runs("starvation/" + name, g_quick ? 1 : 3, BM_Starvation<Pool>);
   }
   register_timed_runs("idle/" + name, g_quick ? 1 : 3, BM_Idle<Pool>);
