@@ -65,19 +65,21 @@ namespace {
 //
 // Measured with bench_server's latency workload (2 workers, 50 µs tasks at Poisson times) at
 // three loads, against oneTBB in the same sitting; p50 submit→start µs and CPUs used:
-//   - half load (a task every 50 µs): 8.1–8.7 against oneTBB's 7.8–8.3 (twice the average gap
-//     capped at 200 µs, no yields: 10.0–10.8); 1.93 CPUs against 1.85 (1.77);
-//   - a task every 200 µs: 10–11 against 14–17; 0.66 CPUs against 1.00 (0.59);
-//   - a task every 1 ms: 10 against 17; 0.09 CPUs against 0.30 (0.08).
-// Searching longer at the lighter loads (long_gap = max_search) halved their p50 but burned more
-// CPU than oneTBB (0.40 CPUs for a task every 1 ms); searching longer without yields made the
-// half-load tail worse (p90 108–377 µs against 58), the spinning searchers taking the CPU from
-// the producer.
+//   - half load (a task every 50 µs): 8.0–9.2 against oneTBB's 7.8–8.3 (twice the average gap,
+//     no yields: 10.0–11.9); 1.87 CPUs against 1.85 (1.82);
+//   - a task every 200 µs (latency_light): 10.3–10.8 against 13–14; 0.57 CPUs against 1.00;
+//   - a task every 1 ms: 10 against 17; 0.09 CPUs against 0.30 (unchanged: the gaps are long).
+// A max_search of 400 µs gave the same p50s and burned more (1.93 and 0.67 CPUs); searching
+// longer at the lighter loads (long_gap = max_search = 400 µs) halved their p50 but burned
+// more CPU than oneTBB (0.40 CPUs for a task every 1 ms); searching longer without yields made
+// the half-load tail worse (p90 108–377 µs against 58), the spinning searchers taking the CPU
+// from the producer.
 constexpr std::uint64_t min_search_ns = 8'000;
-constexpr std::uint64_t max_search_ns = 400'000;
+constexpr std::uint64_t max_search_ns = 200'000;
 constexpr std::uint64_t long_gap_ns = 200'000;
 constexpr std::uint64_t search_gaps = 4;
 static_assert(worker::longest_counted_idle_gap_ns > long_gap_ns, "a long gap must mean: search briefly");
+static_assert(long_gap_ns <= max_search_ns, "searching for less than the gap rarely catches the next task");
 constexpr int pauses_per_round = 16;
 // Every round looks at the deques and inboxes; only every second (every 0.8 µs here, a pause
 // being 25 ns) at the global queues too. A searcher that polls the queue a producer is filling

@@ -411,7 +411,7 @@ TEST(Lifecycle, AfterForkTheChildRefusesTheParentsPoolsAndGetsAFreshDefaultPool)
   for (int seen = started.load(); seen < 2; seen = started.load()) started.wait(seen);
   pool* parents_default = &tidepool::default_pool();
   EXPECT_EQ(tidepool::submit([] { return 1; }).get(), 1);
-  std::this_thread::sleep_for(100ms);  // a worker with nothing to do parks within 400 µs (parking.cpp)
+  std::this_thread::sleep_for(100ms);  // a worker with nothing to do parks within 200 µs (parking.cpp)
 
   const pid_t child = fork();
   ASSERT_NE(child, -1);
