@@ -9,6 +9,14 @@
 #include "tidepool/detail/futex.hpp"
 
 namespace tidepool::detail {
+namespace {
+
+// A subpool's runner or a coroutine's job: placed like a task, never counted or refused.
+bool is_internal_job(const task_node& node) noexcept {
+  return node.kind == task_kind::internal_job || node.kind == task_kind::embedded_job;
+}
+
+}  // namespace
 
 pool_core::admission pool_core::admit(worker* self, bool may_block) {
   if (slot_limit_.load(std::memory_order_acquire) == unbounded) return admission::admitted;
@@ -258,7 +266,7 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 //     were submitted (up to one batch apart, see worker.cpp), and what a task submits waits
 //     behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
-  const bool runner = node->kind == task_kind::internal_job || node->kind == task_kind::embedded_job;
+  const bool runner = is_internal_job(*node);
   if (self == nullptr || !(runner || (node->owner != nullptr && node->owner->stays_local()))) {
     queue_globally(self, node);
     return;
@@ -276,12 +284,14 @@ void pool_core::schedule(worker* self, task_node* node) {
 }
 
 void pool_core::queue_globally(worker* self, task_node* node) {
+  // Read before the enqueue: once it is queued, a worker may run the node and free it.
+  const bool runner = is_internal_job(*node);
   // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence
   // before the wake-up decision.
   global_.enqueue(node, level_of(node->priority()));
   if (self != nullptr) {
     self->counters.global_pushes.add();
-  } else if (node->kind == task_kind::internal_job || node->kind == task_kind::embedded_job) {
+  } else if (runner) {
     external_runner_pushes_.fetch_add(1, std::memory_order_relaxed);
   }
   wake_one_if_needed(self);
