@@ -99,7 +99,7 @@ constexpr int rounds_per_global_look = 2;
 // oneTBB's 58. Yielding every 1–8 rounds gave p90 58–62. When nothing else wants the CPU, a yield
 // is a system call that returns at once, and the search still ends on time (it is bounded by
 // the clock). With another process busy on one CPU, it did not make the latency worse (p50
-// 1.3–3.7 ms against 1.9–3.9 without, 10,000 samples a run: the machine is close to saturated
+// 1.3–3.7 ms against 1.7–3.9 without, 10,000 samples a run: the machine is close to saturated
 // then, and every pool's latency is in milliseconds).
 constexpr int yield_rounds = 4;
 constexpr std::uint32_t burst_tasks = 16;
