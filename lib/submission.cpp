@@ -266,8 +266,12 @@ external_submissions::shard& external_submissions::of_this_thread() noexcept {
 //     were submitted (up to one batch apart, see worker.cpp), and what a task submits waits
 //     behind what was submitted before it, from inside the pool or outside.
 void pool_core::schedule(worker* self, task_node* node) {
+  if (self == nullptr) {
+    queue_globally(nullptr, node);
+    return;
+  }
   const bool runner = is_internal_job(*node);
-  if (self == nullptr || !(runner || (node->owner != nullptr && node->owner->stays_local()))) {
+  if (!runner && (node->owner == nullptr || !node->owner->stays_local())) {
     queue_globally(self, node);
     return;
   }
@@ -285,13 +289,13 @@ void pool_core::schedule(worker* self, task_node* node) {
 
 void pool_core::queue_globally(worker* self, task_node* node) {
   // Read before the enqueue: once it is queued, a worker may run the node and free it.
-  const bool runner = is_internal_job(*node);
+  const bool external_runner = self == nullptr && is_internal_job(*node);
   // The enqueue's ticket fetch_add is a seq_cst read-modify-write: it serves as the fence
   // before the wake-up decision.
   global_.enqueue(node, level_of(node->priority()));
   if (self != nullptr) {
     self->counters.global_pushes.add();
-  } else if (runner) {
+  } else if (external_runner) {
     external_runner_pushes_.fetch_add(1, std::memory_order_relaxed);
   }
   wake_one_if_needed(self);

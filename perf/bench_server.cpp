@@ -123,33 +123,32 @@ std::uint64_t cpu_ns(clockid_t clock) {
 constexpr std::size_t latency_workers = 2;
 constexpr auto task_work = 50us;
 
-// The latency workloads: the load offered (a fraction of the workers' capacity) and whether a
-// CPU hog runs beside the pool.
+// The latency workloads: the load offered (a fraction of the workers' capacity), the number of
+// samples, and whether a CPU hog runs beside the pool.
 enum class latency_workload { half_load, half_load_with_hog, light_load };
-double offered_load(latency_workload w) { return w == latency_workload::light_load ? 0.125 : 0.5; }
-const char* workload_name(latency_workload w) {
-  switch (w) {
-    case latency_workload::half_load: return "latency";
-    case latency_workload::half_load_with_hog: return "latency_hog";
-    case latency_workload::light_load: return "latency_light";
-  }
-  return "?";
-}
-
-// Light load: a task every 200 µs on average, so 20,000 samples take as long as the half-load
-// runs' 100,000.
-std::size_t latency_samples(latency_workload w) {
+struct latency_setup {
+  const char* label;  // the workload's name and configuration, as tools/compare reads them
+  double offered_load;
+  std::size_t samples;
+};
+latency_setup setup_of(latency_workload w) {
   const std::size_t samples = g_quick ? 10'000 : 100'000;
-  return w == latency_workload::light_load ? samples / 5 : samples;
+  switch (w) {
+    case latency_workload::half_load: return {"latency/2W50%", 0.5, samples};
+    case latency_workload::half_load_with_hog: return {"latency_hog/2W50%", 0.5, samples};
+    // A task every 200 µs on average: a fifth of the samples take as long as the half-load runs.
+    case latency_workload::light_load: return {"latency_light/2W12.5%", 0.125, samples / 5};
+  }
+  return {"?", 0.5, samples};
 }
 
 // The same arrival times for every scheduler: offsets from the start, exponential gaps.
 std::vector<clock_type::duration> arrivals(latency_workload w) {
   const double mean_gap_ns =
-      std::chrono::duration<double, std::nano>(task_work).count() / (latency_workers * offered_load(w));
+      std::chrono::duration<double, std::nano>(task_work).count() / (latency_workers * setup_of(w).offered_load);
   std::mt19937_64 rng(20261127);
   std::exponential_distribution<double> gap(1.0 / mean_gap_ns);
-  std::vector<clock_type::duration> offsets(latency_samples(w));
+  std::vector<clock_type::duration> offsets(setup_of(w).samples);
   double at = 0;
   for (auto& offset : offsets) {
     at += gap(rng);
@@ -239,8 +238,7 @@ void BM_Latency(benchmark::State& state, latency_workload workload) {
   const std::vector<clock_type::duration> offsets = arrivals(workload);
   const std::size_t n = offsets.size();
   std::vector<std::uint64_t> wait_ns(n, UINT64_MAX);
-  state.SetLabel(std::string(workload_name(workload)) +
-                 (workload == latency_workload::light_load ? "/2W12.5%" : "/2W50%"));
+  state.SetLabel(setup_of(workload).label);
   double cpus = 0;
   for (auto _ : state) {
     g_done.reset();
@@ -293,7 +291,7 @@ const std::vector<arrival>& prioritised_arrivals() {
     std::vector<arrival> v;
     for (bool high : {true, false}) {
       double at = 0;
-      for (std::size_t i = 0; i < latency_samples(latency_workload::half_load); ++i) {
+      for (std::size_t i = 0; i < setup_of(latency_workload::half_load).samples; ++i) {
         at += gap(rng);
         v.push_back({std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double, std::nano>(at)), high});
       }
