@@ -32,6 +32,7 @@
 #include <vector>     // for std::vector
 
 #include "tidepool/detail/cache_line.hpp"
+#include "tidepool/detail/prefetch.hpp"
 #include "tidepool/detail/sanitizers.hpp"
 #include "tidepool/detail/task_node.hpp"
 
@@ -45,6 +46,10 @@ constexpr std::size_t local_limit = 2 * batch_size;
 constexpr std::size_t depot_batch_limit = 256;
 constexpr std::size_t block_bytes = 64 * 1024;
 constexpr std::size_t spare_block_limit = 16;  // 1 MiB per node size
+// How far ahead allocate_task_node asks for a node's lines: 8 submissions are about 400 ns on this
+// VM, more than a line's round trip between its two dies (about 350 ns). 4, 8 and 16 measured
+// alike with the two threads on one die.
+constexpr std::size_t prefetch_distance = 8;
 
 // Caches hold node pointers in arrays, not in a list threaded through the nodes: freeing a node
 // then writes nothing into it. The worker that ran a task has only read its node, so when the
@@ -320,7 +325,15 @@ task_node* allocate_task_node(node_size size) {
     class_of(size).take_batch(cache.nodes.data());
     cache.count = batch_size;
   }
-  return cache.nodes[--cache.count];
+  task_node* const node = cache.nodes[--cache.count];
+  // The node handed out prefetch_distance calls from now was most likely last written by the
+  // worker that ran its previous task (detail/prefetch.hpp).
+  if (cache.count >= prefetch_distance) {
+    const auto* ahead = reinterpret_cast<const std::byte*>(cache.nodes[cache.count - prefetch_distance]);
+    prefetch_for_write(ahead);
+    prefetch_for_write(ahead + node_bytes(size) - 1);  // a 48-byte node may span two lines
+  }
+  return node;
 }
 
 void free_task_node(task_node* node) noexcept {

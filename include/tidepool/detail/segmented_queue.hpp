@@ -42,6 +42,7 @@
 #include "tidepool/detail/cache_line.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
 #include "tidepool/detail/hazard_pointers.hpp"
+#include "tidepool/detail/prefetch.hpp"
 
 namespace tidepool::detail {
 
@@ -88,6 +89,11 @@ class segmented_queue {
       // protocol relies on that decision seeing every enqueue that came before it.
       const std::uint64_t ticket = tail->enqueue_ticket.fetch_add(1, seq_cst);
       if (ticket < SegmentSize) {
+        // Once per line's worth of tickets, ask for the slots two lines on: a consumer close
+        // behind may hold that line, having marked slots in it taken (detail/prefetch.hpp).
+        if (ticket % slots_per_line == 0 && ticket + 2 * slots_per_line < SegmentSize) {
+          prefetch_for_write(&tail->slots[ticket + 2 * slots_per_line]);
+        }
         T* expected = nullptr;
         // release: pairs with the consumer's acquire exchange. Fails only if a consumer already
         // spoiled this slot; then take another ticket.
@@ -195,6 +201,8 @@ class segmented_queue {
   }
 
  private:
+  static constexpr std::size_t slots_per_line = cache_line_size / sizeof(T*);
+
   struct segment {
     explicit segment(segmented_queue* queue, T* first = nullptr) : owner(queue) {
       for (auto& slot : slots) slot.store(nullptr, relaxed);
