@@ -16,7 +16,10 @@
 //   * A submission wakes a sleeper only if nobody is searching (a searcher will find the task)
 //     and somebody sleeps. The waker pops one sleeper and counts it as a searcher *before*
 //     waking it, so the next submissions see a searcher and make no wake-up call of their own:
-//     a burst of submissions costs one futex wake, not one per task.
+//     a burst of submissions from a worker costs one futex wake, not one per task. A thread
+//     outside the pool also wakes one while every searcher is still in transit (woken, not yet
+//     running): its burst costs one wake-up per task until a woken worker runs, or until all
+//     are up (detail/parking_handshake.hpp, waker_kind, has why and the measurements).
 //   * A searcher that finds a task stops searching; if it was the last searcher and more work
 //     is in sight, it wakes one more sleeper: nobody else is looking.
 //     A woken worker is a searcher, so the chain continues as long as work is found. So is a
@@ -45,6 +48,7 @@
 #include <algorithm>  // for std::clamp, std::max, std::min
 
 #include "pool_core.hpp"
+#include "test_hooks.hpp"
 #include "tidepool/detail/cpu_pause.hpp"
 #include "tidepool/detail/futex.hpp"
 
@@ -192,16 +196,21 @@ bool pool_core::park(worker& w) noexcept {
   // acquire: pairs with the waker's release, so what it set for us (searching) is visible.
   while (w.wake_word.load(std::memory_order_acquire) == 0) futex_wait(w.wake_word, 0);
   w.wake_word.store(0, std::memory_order_relaxed);
+  test_hooks::at(test_hooks::point::after_wake_up);
+  handshake().resumed();
   w.wake_latency.record(steady_nanoseconds() - w.woken_at_ns);
   return true;
 }
 
 void pool_core::wake_one_if_needed(worker* waker) noexcept {
-  if (handshake().wake_needed([this] { return running_workers_.load(std::memory_order_relaxed); })) notify_one(waker);
+  const waker_kind who = waker == nullptr ? waker_kind::outside : waker_kind::worker;
+  if (handshake().wake_needed([this] { return running_workers_.load(std::memory_order_relaxed); }, who)) {
+    notify_one(waker);
+  }
 }
 
 void pool_core::notify_one(worker* waker) noexcept {
-  worker* sleeper = handshake().take_sleeper();
+  worker* sleeper = handshake().take_sleeper(waker == nullptr ? waker_kind::outside : waker_kind::worker);
   if (sleeper == nullptr) return;
   if (waker != nullptr) {
     waker->counters.wakeups.add();

@@ -446,11 +446,12 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   // Parking (see parking.cpp). Written on idle/busy transitions only, read on every submission.
   alignas(cache_line_size) std::atomic<std::uint32_t> searching_{0};
   std::atomic<std::uint32_t> unparked_{0};  // workers not on sleepers_
+  std::atomic<std::uint32_t> in_transit_{0};  // woken, not yet running (parking_handshake.hpp)
   std::mutex idle_mutex_;
   std::vector<worker*> sleepers_;  // guarded by idle_mutex_; capacity reserved: never allocates
   // The decisions over these four (detail/parking_handshake.hpp, model-checked in test/relacy/).
   [[nodiscard]] parking_handshake<worker, std::mutex> handshake() noexcept {
-    return {searching_, unparked_, idle_mutex_, sleepers_};
+    return {searching_, unparked_, in_transit_, idle_mutex_, sleepers_};
   }
 
   std::mutex subpools_mutex_;

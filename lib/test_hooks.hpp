@@ -31,6 +31,9 @@ enum class point {
   // pool_core::pace_global_take, when a worker is about to wait before its take from the global
   // queue. Must not throw (noexcept path).
   before_lockstep_pause,
+  // pool_core::park, when a parked worker runs again after its wake-up, still counted in transit
+  // (parking_handshake.hpp). Must not throw (noexcept path).
+  after_wake_up,
 };
 
 using hook = void (*)(point);

@@ -60,6 +60,7 @@ using tidepool::detail::priority_queues;
 using tidepool::detail::runner_slots;
 using tidepool::detail::segmented_queue;
 using tidepool::detail::steal_status;
+using tidepool::detail::waker_kind;
 
 // What the structures carry: a payload written by its producer before publishing, read by
 // whoever takes it. An rl::var, so that a missing happens-before edge is a reported data race.
@@ -407,6 +408,7 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
 
   tidepool::detail::atomic<std::uint32_t> searching{0};
   tidepool::detail::atomic<std::uint32_t> unparked{workers};
+  tidepool::detail::atomic<std::uint32_t> in_transit{0};
   model_mutex idle_mutex;
   std::vector<model_sleeper*> sleepers;
   model_sleeper worker_state[workers];
@@ -423,19 +425,20 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
   }
   ~parking_model() { all_taken.deinit($); }
 
-  parking_handshake<model_sleeper, model_mutex> handshake() { return {searching, unparked, idle_mutex, sleepers}; }
+  parking_handshake<model_sleeper, model_mutex> handshake() { return {searching, unparked, in_transit, idle_mutex, sleepers}; }
 
   // The pool's order: the global queue, then the deques.
   bool work_visible() {
     return (QueueItems != 0 && !queue.empty_estimate()) || (DequeItem && !deque.empty_estimate());
   }
 
-  void notify_one() {
-    if (model_sleeper* sleeper = handshake().take_sleeper()) sleeper->wake();
+  void notify_one(waker_kind who = waker_kind::worker) {
+    if (model_sleeper* sleeper = handshake().take_sleeper(who)) sleeper->wake();
   }
 
-  void submitted() {
-    if (handshake().wake_needed([] { return std::uint32_t{workers}; })) notify_one();
+  // The queue's submitter stands for a thread outside the pool, the deque's for a worker.
+  void submitted(waker_kind who) {
+    if (handshake().wake_needed([] { return std::uint32_t{workers}; }, who)) notify_one(who);
   }
 
   item* find_task() {
@@ -479,7 +482,10 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
       const bool sleep = handshake().park_or_stay(w, [this] {
         return work_visible() || shut_down.load(std::memory_order_seq_cst);
       });
-      if (sleep) w.sleep();
+      if (sleep) {
+        w.sleep();
+        handshake().resumed();
+      }
     }
   }
 
@@ -494,7 +500,7 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
           while (unparked.load(std::memory_order_relaxed) == workers) rl::yield(1, $);
         }
         queue.enqueue(items[i]);
-        submitted();
+        submitted(waker_kind::outside);
       }
     } else {
       item& last = items[items_count - 1];
@@ -502,7 +508,7 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
       RL_ASSERT(deque.push(&last));
       // A deque push is a plain store: the publisher's seq_cst fence (lib/submission.cpp's).
       tidepool::detail::atomic_thread_fence(std::memory_order_seq_cst);
-      submitted();
+      submitted(waker_kind::worker);
     }
     queue.model_thread_exit();
   }
@@ -511,6 +517,7 @@ struct parking_model : rl::test_suite<parking_model<Queue, QueueItems, DequeItem
     taken.check_exactly_once();
     RL_ASSERT(sleepers.empty());
     RL_ASSERT(unparked.load(std::memory_order_relaxed) == workers);
+    RL_ASSERT(in_transit.load(std::memory_order_relaxed) == 0);  // every wake-up was consumed
     queue.model_thread_exit();
   }
 };
