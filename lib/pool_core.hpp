@@ -372,6 +372,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   void schedule(worker* self, task_node* node);
   // schedule()'s global branch; throws std::bad_alloc (a new segment).
   void queue_globally(worker* self, task_node* node);
+  // A thread outside the pool far ahead of the workers gives up its CPU now and then.
+  void yield_if_far_ahead(unsigned level) noexcept;
   void report_unhandled(std::exception_ptr error) noexcept;
   // One task from another worker's inbox or deque (`source`), oldest first; null if none.
   // `only_level`: from inboxes holding that priority level only.

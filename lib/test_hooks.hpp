@@ -34,6 +34,9 @@ enum class point {
   // pool_core::park, when a parked worker runs again after its wake-up, still counted in transit
   // (parking_handshake.hpp). Must not throw (noexcept path).
   after_wake_up,
+  // pool_core::yield_if_far_ahead, when a thread outside the pool is about to yield its CPU.
+  // Must not throw (noexcept path).
+  before_far_ahead_yield,
 };
 
 using hook = void (*)(point);

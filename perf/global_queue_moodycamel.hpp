@@ -30,6 +30,7 @@ class global_queue {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     return queue_.size_approx() == 0;
   }
+  [[nodiscard]] std::size_t size_estimate() const noexcept { return queue_.size_approx(); }
   [[nodiscard]] std::size_t segments_allocated() const noexcept { return 0; }
   [[nodiscard]] std::size_t unreclaimed_segments() const noexcept { return 0; }
   [[nodiscard]] std::size_t unreclaimed_segments_bound() const noexcept { return 0; }

@@ -11,29 +11,16 @@
 #include <thread>   // for std::thread
 #include <vector>   // for std::vector
 
+#include "counting_hook.hpp"
 #include "pool_options_for_tests.hpp"
-#include "test_hooks.hpp"
 #include "tidepool/tidepool.hpp"
 
 namespace {
 
 using tidepool::pool;
 using tidepool::testing::with_workers;
-namespace hooks = tidepool::detail::test_hooks;
-
-std::atomic<std::size_t> pauses{0};
-
-void count_pauses(hooks::point p) {
-  if (p == hooks::point::before_lockstep_pause) pauses.fetch_add(1, std::memory_order_relaxed);
-}
-
-struct counting_pauses {
-  counting_pauses() {
-    pauses.store(0);
-    hooks::installed.store(&count_pauses);
-  }
-  ~counting_pauses() { hooks::installed.store(nullptr); }
-};
+using counting_pauses = tidepool::testing::counting_hook<tidepool::detail::test_hooks::point::before_lockstep_pause>;
+constexpr auto& pauses = counting_pauses::count;
 
 // Each link submits the next from its worker; the last one reads the pause count and reports.
 struct chain {
