@@ -16,7 +16,10 @@
 // Idle workers steal, then park. A worker that keeps taking a few tasks at a time from a stream
 // submitted outside the pool waits 2 µs before its next take, so that the producer gets a batch
 // ahead instead of meeting the worker on the same cache lines at every submission; a task of
-// such a stream may start up to 2 µs later for it (lib/worker.cpp, pace_global_take).
+// such a stream may start up to 2 µs later for it (lib/worker.cpp, pace_global_take). The other
+// way round, a thread outside the pool whose submissions have the global queue at 16,384 tasks
+// or more yields its CPU (sched_yield) once every 256 submissions, so that with fewer cores than
+// threads the workers it waits for get to run (lib/submission.cpp, yield_if_far_ahead).
 //
 // Start order: tasks submitted by one thread start in the order they were submitted. On one
 // worker exactly; on several, no task starts more than 32 tasks ahead of an earlier one from the
