@@ -202,15 +202,18 @@ bool pool_core::park(worker& w) noexcept {
   return true;
 }
 
+namespace {
+waker_kind kind_of(const worker* waker) noexcept { return waker == nullptr ? waker_kind::outside : waker_kind::worker; }
+}  // namespace
+
 void pool_core::wake_one_if_needed(worker* waker) noexcept {
-  const waker_kind who = waker == nullptr ? waker_kind::outside : waker_kind::worker;
-  if (handshake().wake_needed([this] { return running_workers_.load(std::memory_order_relaxed); }, who)) {
+  if (handshake().wake_needed([this] { return running_workers_.load(std::memory_order_relaxed); }, kind_of(waker))) {
     notify_one(waker);
   }
 }
 
 void pool_core::notify_one(worker* waker) noexcept {
-  worker* sleeper = handshake().take_sleeper(waker == nullptr ? waker_kind::outside : waker_kind::worker);
+  worker* sleeper = handshake().take_sleeper(kind_of(waker));
   if (sleeper == nullptr) return;
   if (waker != nullptr) {
     waker->counters.wakeups.add();
